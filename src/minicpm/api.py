@@ -1,0 +1,213 @@
+"""The engine contract: ``load(model) -> Engine``; ``chat`` / ``complete`` stream text deltas."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import templates
+from .backends.base import Backend, EngineInfo, Usage, stream_text
+from .errors import BackendUnavailableError, ContextOverflowError
+from .sampling import SamplingParams
+
+log = logging.getLogger("minicpm")
+
+TRUNCATE_MODES = ("error", "left")
+
+
+class Generation:
+    """An iterator of text deltas with a cancel handle.
+
+    Iterate it (in any thread) to run the model; ``cancel()`` may be called from any other
+    thread and stops generation before the next token. ``usage`` is complete once iteration
+    ends; ``text`` is everything produced so far."""
+
+    def __init__(self, run: Callable[[threading.Event, Usage], Iterator[str]],
+                 cancel: threading.Event | None = None):
+        self.cancel_event = cancel or threading.Event()
+        self.usage = Usage()
+        self._parts: list[str] = []
+        self._it = run(self.cancel_event, self.usage)
+
+    def __iter__(self) -> Generation:
+        return self
+
+    def __next__(self) -> str:
+        delta = next(self._it)
+        self._parts.append(delta)
+        return delta
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def read(self) -> str:
+        """Run to the end and return the whole text."""
+        for _ in self:
+            pass
+        return self.text
+
+    def close(self) -> None:
+        """Stop and release the engine (safe to call twice)."""
+        self.cancel_event.set()
+        self._it.close()  # type: ignore[attr-defined]
+
+
+class Engine:
+    """One loaded model behind a lock: generations run one at a time, in the caller's thread."""
+
+    def __init__(self, backend: Backend, defaults: SamplingParams | None = None):
+        self.backend = backend
+        self.defaults = defaults or SamplingParams()
+        self._lock = threading.Lock()
+
+    @property
+    def info(self) -> EngineInfo:
+        return self.backend.info
+
+    # --- prompts ---------------------------------------------------------------------------
+    def render(self, messages: Sequence[dict[str, Any]]) -> str:
+        """The exact prompt text the model sees for a conversation (BOS not included)."""
+        b = self.backend
+        return templates.render(b.chat_template, messages, b.bos_text, b.eos_text)
+
+    def count_tokens(self, text: str, add_bos: bool = False) -> int:
+        return len(self.backend.tokenize(text, add_bos=add_bos))
+
+    def _fit_chat(self, messages: list[dict[str, str]], params: SamplingParams,
+                  truncate: str, usage: Usage) -> list[int]:
+        """Tokens for the conversation; drops the oldest turns after the system prompt when
+        truncate='left', otherwise refuses with ContextOverflowError."""
+        ctx = self.info.context_length
+        msgs = list(messages)
+        dropped = 0
+        while True:
+            tokens = self.backend.tokenize(self.render(msgs), add_bos=True)
+            # Leave room for at least a short answer (or all of max_tokens if that is smaller).
+            reserve = min(params.max_tokens, max(16, ctx // 8))
+            if len(tokens) + reserve <= ctx:
+                break
+            first = 1 if msgs and msgs[0]["role"] == "system" else 0
+            if truncate != "left" or len(msgs) - first <= 1:
+                if truncate == "left" and len(tokens) < ctx:
+                    break  # one turn left: keep it, max_tokens is clamped to what remains
+                raise ContextOverflowError(len(tokens), ctx, reserve=reserve)
+            del msgs[first]
+            dropped += 1
+        if dropped:
+            usage.truncated_tokens = dropped
+            log.warning("dropped the %d oldest message(s) to fit the %d-token context", dropped, ctx)
+        return tokens
+
+    # --- generation ------------------------------------------------------------------------
+    def chat(self, messages: Sequence[dict[str, Any]], images: Sequence[Any] | None = None, *,
+             cancel: threading.Event | None = None, truncate: str = "error",
+             **sampling: Any) -> Generation:
+        """Stream a reply to a conversation of {'role': system|user|assistant, 'content'}."""
+        msgs = templates.normalize_messages(messages)
+        params = SamplingParams.from_kwargs(self.defaults, **sampling)
+        if truncate not in TRUNCATE_MODES:
+            raise ValueError(f"truncate must be one of {TRUNCATE_MODES}")
+        imgs = list(images or ())
+
+        def run(cancel_event: threading.Event, usage: Usage) -> Iterator[str]:
+            with self._lock:
+                custom = self.backend.stream_chat(msgs, imgs, params, cancel_event, usage)
+                if custom is not None:
+                    yield from custom
+                    return
+                tokens = self._fit_chat(msgs, params, truncate, usage)
+                stops = templates.stop_strings(self.backend.chat_template)
+                yield from stream_text(self.backend, tokens, params, cancel_event, usage, stops)
+
+        return Generation(run, cancel)
+
+    def complete(self, prompt: str, *, cancel: threading.Event | None = None,
+                 truncate: str = "error", **sampling: Any) -> Generation:
+        """Stream a raw continuation of ``prompt`` (no chat template; BOS added)."""
+        if not isinstance(prompt, str):
+            raise ValueError("prompt must be a string")
+        params = SamplingParams.from_kwargs(self.defaults, **sampling)
+
+        def run(cancel_event: threading.Event, usage: Usage) -> Iterator[str]:
+            with self._lock:
+                custom = self.backend.stream_complete(prompt, params, cancel_event, usage)
+                if custom is not None:
+                    yield from custom
+                    return
+                tokens = self.backend.tokenize(prompt, add_bos=True)
+                ctx = self.info.context_length
+                if len(tokens) >= ctx:
+                    if truncate != "left":
+                        raise ContextOverflowError(len(tokens), ctx, reserve=1)
+                    keep = ctx - min(params.max_tokens, ctx // 2)
+                    usage.truncated_tokens = len(tokens) - keep
+                    log.warning("dropped the first %d prompt tokens to fit the context",
+                                usage.truncated_tokens)
+                    tokens = tokens[:1] + tokens[len(tokens) - keep + 1:]
+                yield from stream_text(self.backend, tokens, params, cancel_event, usage)
+
+        return Generation(run, cancel)
+
+    def close(self) -> None:
+        with self._lock:
+            self.backend.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        i = self.info
+        return f"<minicpm.Engine {i.label} [{i.backend}/{i.device}, {i.quantization}]>"
+
+
+def load(model: str | Path | None = None, backend: str = "auto", **options: Any) -> Engine:
+    """Load a model: a catalogue name, a GGUF file, a Hugging Face-layout folder, or None for
+    the best local MiniCPM (the embedded stand-in if there is none).
+
+    Options: n_ctx, n_threads, device ('cpu'|'cuda'), quant ('int8'|'int4'), dtype,
+    model_dirs (extra folders to search), base_url / api_key_env (remote), and sampling
+    defaults (temperature, top_p, top_k, repetition_penalty, max_tokens, seed, stop)."""
+    from .catalogue import resolve
+
+    sampling_names = set(SamplingParams.__dataclass_fields__)
+    defaults = SamplingParams.from_kwargs(
+        **{k: options.pop(k) for k in list(options) if k in sampling_names})
+
+    if backend == "remote" or options.get("base_url"):
+        from .backends.remote import RemoteBackend
+
+        return Engine(RemoteBackend(str(model) if model else None, **options), defaults)
+
+    resolved = resolve(model, model_dirs=options.pop("model_dirs", None))
+    chosen = backend
+    if chosen == "auto":
+        chosen = "llama.cpp" if resolved.format == "gguf" else "torch"
+    if chosen == "llama.cpp":
+        from .backends.llamacpp import LlamaCppBackend
+
+        b: Backend = LlamaCppBackend(resolved, **options)
+    elif chosen == "torch":
+        try:
+            from .backends.torch_engine import TorchBackend
+        except ImportError as e:
+            raise BackendUnavailableError(
+                f"the torch backend needs PyTorch ({e}); pip install 'jupyter-minicpm[torch]'"
+            ) from e
+        b = TorchBackend(resolved, **options)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; use auto, llama.cpp, torch or remote")
+    return Engine(b, defaults)

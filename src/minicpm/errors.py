@@ -1,0 +1,64 @@
+"""Typed errors. Every message is meant for a person: it names the file and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MiniCPMError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ModelNotFoundError(MiniCPMError):
+    """A catalogue name or path that resolves to nothing on this machine."""
+
+
+class ModelFileError(MiniCPMError):
+    """A model file or folder that exists but cannot be used (truncated, not GGUF, no weights…)."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class UnsupportedModelError(ModelFileError):
+    """A well-formed file of an architecture or format this backend does not run."""
+
+
+class ContextOverflowError(MiniCPMError):
+    """The prompt (plus room to answer) does not fit the model's context window."""
+
+    def __init__(self, prompt_tokens: int, context_length: int, reserve: int = 0):
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+        self.reserve = reserve
+        room = f" with {reserve} tokens left to answer" if reserve else ""
+        super().__init__(
+            f"prompt is {prompt_tokens} tokens but the context holds {context_length}{room}; "
+            "shorten the prompt, pass truncate='left', or load with a larger n_ctx"
+        )
+
+
+class OutOfMemoryError(MiniCPMError):
+    """The model does not fit: says how much it needs and how much is free."""
+
+    def __init__(self, what: str, needed_bytes: int, free_bytes: int):
+        self.needed_bytes = needed_bytes
+        self.free_bytes = free_bytes
+        super().__init__(
+            f"{what} needs {needed_bytes / 2**30:.2f} GiB but only "
+            f"{free_bytes / 2**30:.2f} GiB is free"
+        )
+
+
+class ImageError(MiniCPMError):
+    """An image that cannot be decoded or used, or images sent to a model that cannot see."""
+
+
+class DownloadError(MiniCPMError):
+    """A download that failed (offline, unknown repository, …)."""
+
+
+class BackendUnavailableError(MiniCPMError):
+    """The requested backend cannot run here (torch not installed, no CUDA, …)."""
