@@ -79,7 +79,7 @@ class Engine:
     def render(self, messages: Sequence[dict[str, Any]]) -> str:
         """The exact prompt text the model sees for a conversation (BOS not included)."""
         b = self.backend
-        return templates.render(b.chat_template, messages, b.bos_text, b.eos_text)
+        return templates.render(b.chat_template, messages, b.bos_text, b.eos_text, b.adds_bos)
 
     def count_tokens(self, text: str, add_bos: bool = False) -> int:
         return len(self.backend.tokenize(text, add_bos=add_bos))
@@ -128,7 +128,8 @@ class Engine:
                     return
                 tokens = self._fit_chat(msgs, params, truncate, usage)
                 stops = templates.stop_strings(self.backend.chat_template)
-                yield from stream_text(self.backend, tokens, params, cancel_event, usage, stops)
+                yield from stream_text(self.backend, tokens, params, cancel_event, usage, stops,
+                                       lstrip=True)
 
         return Generation(run, cancel)
 

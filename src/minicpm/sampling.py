@@ -22,6 +22,7 @@ class SamplingParams:
     max_tokens: int = DEFAULT_MAX_TOKENS
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # benchmarks: always generate max_tokens
 
     @property
     def greedy(self) -> bool:

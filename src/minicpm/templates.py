@@ -102,15 +102,16 @@ def choose_template(architecture: str, file_template: str | None) -> str:
     return file_template or CHATML_JINJA
 
 
-def render(template: str, messages: Sequence[Message], bos_token: str = "", eos_token: str = "") -> str:
-    """The prompt text for a conversation, ready to tokenize (BOS handled by the caller).
+def render(template: str, messages: Sequence[Message], bos_token: str = "", eos_token: str = "",
+           tokenizer_adds_bos: bool = True) -> str:
+    """The prompt text for a conversation, ready to tokenize.
 
-    Jinja templates that emit the BOS text themselves have it stripped, so that the tokenizer's
-    BOS is the only one."""
+    When the tokenizer adds BOS itself, a Jinja template's leading BOS text is stripped so that
+    there is exactly one (SmolLM2's BOS is `<|im_start|>` and its tokenizer adds none: kept)."""
     if template == MINICPM:
         return render_minicpm(messages)
     text = render_jinja(template, messages, bos_token=bos_token, eos_token=eos_token)
-    if bos_token and text.startswith(bos_token):
+    if tokenizer_adds_bos and bos_token and text.startswith(bos_token):
         text = text[len(bos_token):]
     return text
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import threading
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -84,6 +84,7 @@ class Backend(ABC):
     chat_template: str = templates.MINICPM
     bos_text: str = ""
     eos_text: str = ""
+    adds_bos: bool = True  # does tokenize(add_bos=True) prepend a BOS token?
 
     # --- token-level interface (llama.cpp, torch) -------------------------------------------
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
@@ -129,9 +130,11 @@ def stream_text(
     cancel: threading.Event,
     usage: Usage,
     extra_stops: Sequence[str] = (),
+    lstrip: bool = False,
 ) -> Iterator[str]:
     """Token ids → text deltas: incremental UTF-8 (a character split over tokens is held until
-    whole), stop strings (never emitted), max_tokens, cancel, timings."""
+    whole), stop strings (never emitted), max_tokens, cancel, timings. ``lstrip`` drops the
+    reply's leading white space (SentencePiece models start a turn with a spaced token)."""
     ctx = backend.info.context_length
     if len(prompt_tokens) >= ctx:
         raise ContextOverflowError(len(prompt_tokens), ctx, reserve=1)
@@ -152,6 +155,9 @@ def stream_text(
             usage.completion_tokens += 1
             usage.decode_seconds = now - first_at
             text = stopper.feed(decoder.decode(piece))
+            if lstrip and text:
+                text = text.lstrip()
+                lstrip = not text
             if text:
                 yield text
             if stopper.stopped:

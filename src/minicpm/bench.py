@@ -1,0 +1,153 @@
+"""`minicpm bench`: our llama.cpp engine next to raw llama-cpp-python on the same GGUF.
+
+Each measurement runs in its own subprocess (so peak RSS is that engine's alone), alternating
+ours/raw so that machine noise hits both alike; the table shows medians."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+FILLER = ("The history of computing is a story of abstraction: each layer hides the details of "
+          "the one below it so that people can think about larger problems. ")
+
+
+def _prompt_tokens(tokenize, n: int) -> list[int]:
+    toks = tokenize(FILLER * (n // 10 + 2))
+    return toks[:n]
+
+
+def _worker(kind: str, model: str | None, n_prompt: int, n_new: int, threads: int | None) -> dict:
+    from .catalogue import resolve
+
+    path = str(resolve(model).path)
+    t0 = time.perf_counter()
+    if kind == "ours":
+        from .api import load
+
+        engine = load(path, n_threads=threads, n_ctx=max(1024, n_prompt + n_new + 8))
+        load_s = time.perf_counter() - t0
+        backend = engine.backend
+        prompt = _prompt_tokens(lambda t: backend.tokenize(t, add_bos=True), n_prompt)
+        text = backend.llm.detokenize(prompt[1:]).decode("utf-8", "replace")  # type: ignore[attr-defined]
+        gen = engine.complete(text, temperature=0, max_tokens=n_new, ignore_eos=True)
+        start = time.perf_counter()
+        gen.read()
+        end = time.perf_counter()
+        u = gen.usage
+        res = {"prompt_tokens": u.prompt_tokens, "new_tokens": u.completion_tokens,
+               "ttft_s": u.time_to_first_token, "prefill_tps": u.prefill_tokens_per_second,
+               "decode_tps": u.tokens_per_second, "wall_s": end - start}
+    else:
+        import llama_cpp
+
+        from .backends.llamacpp import physical_cores
+
+        n_threads = threads or physical_cores()
+        llm = llama_cpp.Llama(path, n_ctx=max(1024, n_prompt + n_new + 8), n_threads=n_threads,
+                              n_threads_batch=n_threads, verbose=False)
+        load_s = time.perf_counter() - t0
+        prompt = _prompt_tokens(lambda t: llm.tokenize(t.encode(), add_bos=True), n_prompt)
+        # Round-trip through text like ours does, so both see the same tokens.
+        prompt = llm.tokenize(llm.detokenize(prompt[1:]), add_bos=True)
+        start = time.perf_counter()
+        first = None
+        n = 0
+        for _tok in llm.generate(prompt, temp=0.0, top_k=40, top_p=0.95, min_p=0.0):
+            now = time.perf_counter()
+            first = first or now
+            n += 1
+            if n >= n_new:
+                break
+        end = time.perf_counter()
+        ttft = first - start
+        res = {"prompt_tokens": len(prompt), "new_tokens": n, "ttft_s": ttft,
+               "prefill_tps": len(prompt) / ttft, "decode_tps": (n - 1) / (end - first),
+               "wall_s": end - start}
+    res["load_s"] = load_s
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return res
+
+
+def run(model: str | None, n_prompt: int, n_new: int, repeats: int,
+        threads: int | None) -> dict[str, Any]:
+    from .catalogue import resolve
+
+    resolved = resolve(model)
+    runs: dict[str, list[dict]] = {"ours": [], "raw": []}
+    for _ in range(repeats):
+        for kind in ("ours", "raw"):
+            cmd = [sys.executable, "-m", "minicpm.bench", "--worker", kind,
+                   "--prompt-tokens", str(n_prompt), "--new-tokens", str(n_new)]
+            if model:
+                cmd += ["--model", str(model)]
+            if threads:
+                cmd += ["--threads", str(threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    summary = {}
+    for kind, rs in runs.items():
+        summary[kind] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+    ratio = {k: summary["ours"][k] / summary["raw"][k]
+             for k in ("decode_tps", "prefill_tps") if summary["raw"][k]}
+    return {"model": resolved.name + (" (stand-in)" if resolved.stand_in else ""),
+            "path": str(resolved.path), "machine": machine(), "repeats": repeats,
+            "prompt_tokens": n_prompt, "new_tokens": n_new, "median": summary,
+            "ours_over_raw": ratio, "runs": runs}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    m = result["median"]
+    print(f"model: {result['model']}   machine: {result['machine']}")
+    print(f"prompt {result['prompt_tokens']} tokens, {result['new_tokens']} new tokens, "
+          f"median of {result['repeats']}")
+    print(f"{'engine':24s} {'decode tok/s':>12s} {'prefill tok/s':>14s} {'TTFT ms':>8s} "
+          f"{'peak RSS MB':>12s}")
+    for kind, label in (("ours", "minicpm (llama.cpp)"), ("raw", "raw llama-cpp-python")):
+        r = m[kind]
+        print(f"{label:24s} {r['decode_tps']:12.1f} {r['prefill_tps']:14.1f} "
+              f"{r['ttft_s'] * 1000:8.1f} {r['peak_rss_mb']:12.0f}")
+    ratio = result["ours_over_raw"]
+    print(f"{'ours / raw':24s} {ratio.get('decode_tps', 0):12.3f} {ratio.get('prefill_tps', 0):14.3f}")
+
+
+def main(args: argparse.Namespace) -> int:
+    result = run(args.model, args.prompt_tokens, args.new_tokens, args.repeats, args.threads)
+    print_table(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--worker", choices=["ours", "raw"], required=True)
+    p.add_argument("--model", default=None)
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args()
+    print(json.dumps(_worker(a.worker, a.model, a.prompt_tokens, a.new_tokens, a.threads)))
