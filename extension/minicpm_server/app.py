@@ -1,0 +1,67 @@
+"""Wiring: config → EngineHost + ChatStore → routes on the Jupyter server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.utils import url_path_join
+from tornado.ioloop import IOLoop
+
+from .chats import ChatStore
+from .config import MiniCPM
+from .engine_host import EngineHost
+from .handlers import (
+    ChatHandler,
+    ChatsHandler,
+    ChatWebSocket,
+    LoadHandler,
+    ModelsHandler,
+    ServerState,
+    StatusHandler,
+    UnloadHandler,
+)
+from .openai_api import ChatCompletionsHandler, ModelsListHandler
+
+ROUTES: list[tuple[str, Any]] = [
+    ("minicpm/status", StatusHandler),
+    ("minicpm/models", ModelsHandler),
+    ("minicpm/models/load", LoadHandler),
+    ("minicpm/models/unload", UnloadHandler),
+    ("minicpm/chats", ChatsHandler),
+    (r"minicpm/chats/([^/]+)", ChatHandler),
+    ("minicpm/chat", ChatWebSocket),
+    ("minicpm/v1/models", ModelsListHandler),
+    ("minicpm/v1/chat/completions", ChatCompletionsHandler),
+]
+
+
+def setup(serverapp: Any) -> ServerState:
+    config = MiniCPM(parent=serverapp)
+    host = EngineHost(config)
+    chats = ChatStore(config.chats_dir)
+    chats.cleanup()  # temp files from a crash mid-write; saved chats are untouched
+    state = ServerState(config, host, chats)
+    web_app = serverapp.web_app
+    web_app.settings["minicpm"] = state
+    base = web_app.settings["base_url"]
+    web_app.add_handlers(".*$", [(url_path_join(base, path), h) for path, h in ROUTES])
+
+    def start() -> None:
+        host.bind_loop(IOLoop.current().asyncio_loop)  # type: ignore[attr-defined]
+        if config.load_on_start:
+            try:
+                host.start_load()  # returns at once; the model loads in a thread
+            except Exception as e:  # e.g. a configured model that does not exist
+                host.state, host.error = "error", str(e)
+                serverapp.log.error("MiniCPM: %s", e)
+
+    # After start-up, on the loop: the server is not held up by the model.
+    IOLoop.current().add_callback(start)
+    serverapp.log.info("MiniCPM server extension loaded (chats in %s)", config.chats_dir)
+    return state
+
+
+def teardown(serverapp: Any) -> None:
+    state = serverapp.web_app.settings.get("minicpm")
+    if state is not None:
+        state.host.shutdown()

@@ -1,0 +1,76 @@
+"""``c.MiniCPM.*``: every setting of the server extension, as traitlets."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Bool, Float, Int, List, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+
+class MiniCPM(LoggingConfigurable):
+    """Settings of the MiniCPM server extension (``c.MiniCPM.<name>`` in jupyter_server_config)."""
+
+    model = Unicode(
+        "", config=True,
+        help="Catalogue name, GGUF file or Hugging Face folder; empty = best local MiniCPM, "
+             "else the embedded stand-in (SmolLM2-135M).")
+    backend = Unicode(
+        "auto", config=True, help="auto, llama.cpp, torch or remote.")
+    device = Unicode("", config=True, help="cpu or cuda (torch backend); empty = backend default.")
+    quant = Unicode("", config=True, help="int8 or int4 (torch backend); empty = none.")
+    n_threads = Int(0, config=True, help="CPU threads for llama.cpp; 0 = physical cores.")
+    n_ctx = Int(0, config=True, help="Context window in tokens; 0 = the model's default.")
+    model_dirs = List(Unicode(), config=True, help="Extra folders searched for models.")
+    remote_base_url = Unicode(
+        "", config=True,
+        help="OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1); set → remote backend.")
+    remote_api_key_env = Unicode(
+        "", config=True, help="Name of the environment variable holding the remote API key.")
+    remote_timeout = Float(120.0, config=True, help="Seconds to wait on the remote server.")
+    concurrency = Int(
+        1, config=True,
+        help="Generations run at once. A local engine runs one at a time anyway; raise it for "
+             "the remote backend, whose server batches.")
+    max_queue = Int(64, config=True, help="Requests waiting beyond this are refused with 503.")
+    chats_dir = Unicode(config=True, help="Where saved chats live (one JSON file each).")
+    allow_downloads = Bool(
+        False, config=True, help="Allow POST /minicpm/models/load to fetch models from the hub.")
+    load_on_start = Bool(
+        True, config=True, help="Load the model when the server starts (in the background); "
+                                "False = at first use.")
+    max_image_bytes = Int(10 * 2**20, config=True, help="Largest decoded image accepted.")
+    max_image_pixels = Int(40_000_000, config=True, help="Largest image (width×height) accepted.")
+    max_body_bytes = Int(32 * 2**20, config=True, help="Largest request body / WebSocket frame.")
+
+    @default("chats_dir")
+    def _chats_dir_default(self) -> str:
+        return os.path.join(jupyter_data_dir(), "minicpm", "chats")
+
+    @validate("concurrency")
+    def _check_concurrency(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise ValueError("MiniCPM.concurrency must be >= 1")
+        return int(proposal["value"])
+
+    def load_options(self) -> dict[str, Any]:
+        """Keyword options for ``minicpm.load`` (only what is set, so backends keep defaults)."""
+        opts: dict[str, Any] = {}
+        if self.device:
+            opts["device"] = self.device
+        if self.quant:
+            opts["quant"] = self.quant
+        if self.n_threads:
+            opts["n_threads"] = self.n_threads
+        if self.n_ctx:
+            opts["n_ctx"] = self.n_ctx
+        if self.model_dirs:
+            opts["model_dirs"] = list(self.model_dirs)
+        if self.remote_base_url:
+            opts["base_url"] = self.remote_base_url
+            opts["timeout"] = self.remote_timeout
+            if self.remote_api_key_env:
+                opts["api_key_env"] = self.remote_api_key_env
+        return opts

@@ -1,0 +1,237 @@
+"""OpenAI-compatible ``/minicpm/v1/chat/completions`` (plain and SSE) and ``/minicpm/v1/models``.
+
+Errors here are OpenAI-shaped (``{"error": {"message", "type", "code"}, "status"}``) so that
+OpenAI clients show the message. Images arrive as ``image_url`` data URIs; a text-only model
+answers 400 (a programmatic client should know its image was not seen, not get a guess).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+import minicpm
+from minicpm import templates
+
+from .chat_request import check_sampling
+from .engine_host import Job
+from .errors import RequestError, message_for, status_for
+from .handlers import BaseHandler
+from .images import DecodedImage, decode_image
+
+ALIASES = ("", "default", "minicpm")
+# OpenAI fields we accept and map; other fields (user, logprobs, …) are ignored.
+SAMPLING_MAP = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+                "max_tokens": "max_tokens", "max_completion_tokens": "max_tokens",
+                "seed": "seed", "stop": "stop", "repetition_penalty": "repetition_penalty"}
+
+
+class OpenAIHandler(BaseHandler):
+    def send_error_json(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        code = {404: "model_not_found", 413: "request_too_large"}.get(status)
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        self.finish(json.dumps({"error": {"message": message, "type": kind, "code": code},
+                                "status": status}))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError):
+            message = exc.log_message or exc.reason or self._reason
+        elif exc is not None:
+            status_code, message = status_for(exc), message_for(exc)
+        else:
+            message = self._reason
+        self.send_error_json(status_code, message)
+
+    def model_names(self) -> set[str]:
+        names = set(ALIASES)
+        info = self.host.info
+        if info is not None:
+            names |= {info.model, info.label}
+        for n in (self.host.target, self.state.config.model):
+            if n:
+                names.add(n)
+        return names
+
+    def model_id(self) -> str:
+        info = self.host.info
+        return info.model if info else (self.host.target or self.state.config.model or "default")
+
+
+class ModelsListHandler(OpenAIHandler):
+    @web.authenticated
+    def get(self) -> None:
+        info = self.host.info
+        data = []
+        if info is not None or self.host.target:
+            data.append({"id": self.model_id(), "object": "model", "created": 0,
+                         "owned_by": "minicpm (local)",
+                         "label": info.label if info else None,
+                         "stand_in": info.stand_in if info else None,
+                         "vision": info.vision if info else None})
+        self.finish({"object": "list", "data": data})
+
+
+def _parse_messages(raw: Any, cfg: Any) -> tuple[list[dict[str, str]], list[DecodedImage]]:
+    """OpenAI messages (string or part-list content) → plain text messages + decoded images."""
+    if not isinstance(raw, list) or not raw:
+        raise RequestError(400, "messages must be a non-empty list")
+    images: list[DecodedImage] = []
+    flat = []
+    for i, m in enumerate(raw):
+        if not isinstance(m, dict):
+            raise RequestError(400, f"messages[{i}] must be an object")
+        content = m.get("content")
+        if isinstance(content, list):
+            texts = []
+            for j, part in enumerate(content):
+                if not isinstance(part, dict):
+                    raise RequestError(400, f"messages[{i}].content[{j}] must be an object")
+                if part.get("type") == "text":
+                    texts.append(str(part.get("text", "")))
+                elif part.get("type") == "image_url":
+                    url = part.get("image_url")
+                    url = url.get("url") if isinstance(url, dict) else url
+                    images.append(decode_image(
+                        url or "", max_bytes=cfg.max_image_bytes, max_pixels=cfg.max_image_pixels,
+                        label=f"messages[{i}].content[{j}]"))
+                else:
+                    raise RequestError(400, f"messages[{i}].content[{j}].type must be "
+                                            "'text' or 'image_url'")
+            content = "\n".join(texts)
+        flat.append({"role": m.get("role"), "content": content if content is not None else ""})
+    return templates.normalize_messages(flat), images
+
+
+class ChatCompletionsHandler(OpenAIHandler):
+    job: Job | None = None
+
+    @web.authenticated
+    async def post(self) -> None:
+        body = self.json_body()
+        model = body.get("model")
+        if model is not None and (not isinstance(model, str) or model not in self.model_names()):
+            raise RequestError(404, f"model {model!r} is not loaded here; this server serves "
+                                    f"{self.model_id()!r} (see GET /minicpm/v1/models, or load "
+                                    "another with POST /minicpm/models/load)")
+        if body.get("n", 1) != 1:
+            raise RequestError(400, "only n=1 is supported")
+        cfg = self.state.config
+        messages, images = _parse_messages(body.get("messages"), cfg)
+        sampling = check_sampling({SAMPLING_MAP[k]: v for k, v in body.items()
+                                   if k in SAMPLING_MAP and v is not None})
+        stream = bool(body.get("stream"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        job = Job(id="chatcmpl-" + uuid.uuid4().hex[:24], sampling=sampling)
+
+        def prepare(engine: minicpm.Engine) -> tuple[list[dict[str, Any]], list[Any], None]:
+            if images and not engine.info.vision:
+                raise RequestError(400, f"{engine.info.label} cannot see images; send text "
+                                        "only, or load a MiniCPM-V model")
+            return messages, [im.image for im in images], None
+
+        job.prepare = prepare
+        self.job = job
+        self.host.submit(job)
+        created = int(time.time())
+
+        # Wait for the first real event before sending headers: an error that happens before
+        # any text (context overflow, images on a text model) is still a plain 4xx.
+        first = await self._next_event(job)
+        if first[0] == "error":
+            self.send_error_json(first[1], first[2])
+            return
+        if stream:
+            await self._stream(job, first, created, include_usage)
+        else:
+            await self._plain(job, first, created)
+
+    async def _next_event(self, job: Job) -> tuple[Any, ...]:
+        while True:
+            ev = await job.events.get()
+            if ev[0] != "queued":  # positions are not part of the OpenAI protocol
+                return ev
+
+    async def _plain(self, job: Job, ev: tuple[Any, ...], created: int) -> None:
+        parts: list[str] = []
+        while ev[0] not in ("done", "error"):
+            if ev[0] == "delta":
+                parts.append(ev[1])
+            ev = await self._next_event(job)
+        if ev[0] == "error":
+            self.send_error_json(ev[1], ev[2])
+            return
+        usage = ev[1]
+        self.finish({
+            "id": job.id, "object": "chat.completion", "created": created,
+            "model": self.model_id(),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                         "finish_reason": _finish(usage.finish_reason)}],
+            "usage": _usage(usage),
+        })
+
+    async def _stream(self, job: Job, ev: tuple[Any, ...], created: int,
+                      include_usage: bool) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        model = self.model_id()
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"id": job.id, "object": "chat.completion.chunk", "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        try:
+            await self._send(chunk({"role": "assistant", "content": ""}))
+            while True:
+                if ev[0] == "delta":
+                    await self._send(chunk({"content": ev[1]}))
+                elif ev[0] == "error":
+                    # Headers are gone: report in-band, as OpenAI does mid-stream.
+                    await self._send({"error": {"message": ev[2], "type": "server_error",
+                                                "code": ev[1]}})
+                    break
+                elif ev[0] == "done":
+                    usage = ev[1]
+                    await self._send(chunk({}, _finish(usage.finish_reason)))
+                    if include_usage:
+                        await self._send({"id": job.id, "object": "chat.completion.chunk",
+                                          "created": created, "model": model, "choices": [],
+                                          "usage": _usage(usage)})
+                    break
+                ev = await self._next_event(job)
+            self.write("data: [DONE]\n\n")
+            await self.flush()
+            self.finish()
+        except StreamClosedError:
+            self.host.cancel(job)  # the client went away: stop generating
+
+    async def _send(self, obj: dict[str, Any]) -> None:
+        self.write(f"data: {json.dumps(obj, ensure_ascii=False)}\n\n")
+        await self.flush()
+
+    def on_connection_close(self) -> None:
+        # Tornado calls this when the client disconnects mid-request.
+        if self.job is not None and not self.job.finished:
+            self.host.cancel(self.job)
+        super().on_connection_close()
+
+
+def _finish(reason: str | None) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def _usage(usage: minicpm.Usage) -> dict[str, Any]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "tokens_per_second": round(usage.tokens_per_second, 2),
+            "time_to_first_token": usage.time_to_first_token}

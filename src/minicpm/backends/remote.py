@@ -1,0 +1,233 @@
+"""A model served by someone else's OpenAI-compatible server (vLLM, llama.cpp's server, Ollama).
+
+Message-level: it overrides ``stream_chat`` / ``stream_complete`` and streams Server-Sent
+Events over plain ``http.client`` (no extra dependency). Cancel closes the connection, which
+those servers take as "stop generating". The only network connection the plugin ever makes
+is this one, to the URL the user configured.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import BackendUnavailableError, ContextOverflowError, MiniCPMError, ModelNotFoundError
+from ..sampling import SamplingParams
+from .base import Backend, EngineInfo, Usage
+
+log = logging.getLogger("minicpm")
+
+DEFAULT_CONTEXT = 4096  # when the server does not say
+
+
+class RemoteError(MiniCPMError):
+    """The remote server answered with an error."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        super().__init__(f"remote server: {status} {message}")
+
+
+class RemoteBackend(Backend):
+    name = "remote"
+
+    def __init__(self, model: str | None = None, base_url: str | None = None,
+                 api_key_env: str | None = None, timeout: float = 120.0,
+                 vision: bool = False, **ignored: Any):
+        if not base_url:
+            raise BackendUnavailableError("the remote backend needs base_url, e.g. "
+                                          "http://127.0.0.1:8080/v1")
+        if ignored:
+            log.debug("remote backend ignores options: %s", ", ".join(sorted(ignored)))
+        parts = urlsplit(base_url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
+        self._prefix = parts.path
+        self.timeout = timeout
+        self._api_key = None
+        if api_key_env:
+            self._api_key = os.environ.get(api_key_env)
+            if not self._api_key:
+                raise BackendUnavailableError(f"environment variable {api_key_env} is not set "
+                                              "(it should hold the remote server's API key)")
+        models = self._get_json("/models").get("data") or []
+        ids = [m.get("id") for m in models if isinstance(m, dict)]
+        if model is None:
+            if not ids:
+                raise ModelNotFoundError(f"{self.base_url} serves no models")
+            model = ids[0]
+        elif ids and model not in ids:
+            raise ModelNotFoundError(f"{self.base_url} does not serve {model!r}; it serves: "
+                                     + ", ".join(map(str, ids)))
+        meta = next((m.get("meta") or {} for m in models if m.get("id") == model), {})
+        ctx = int(meta.get("n_ctx") or meta.get("n_ctx_train") or meta.get("max_model_len")
+                  or DEFAULT_CONTEXT)
+        self.model = model
+        self.info = EngineInfo(
+            model=str(model), architecture=str(meta.get("architecture", "remote")),
+            quantization="remote", context_length=ctx, backend="remote", device="remote",
+            vision=vision, path=self.base_url,
+            extra={"base_url": self.base_url, "context_length_known": bool(meta)})
+
+    # --- HTTP ---------------------------------------------------------------------------------
+    def _conn(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        return cls(self._host, self._port, timeout=self.timeout)
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        if self._api_key:
+            h["Authorization"] = f"Bearer {self._api_key}"
+        return h
+
+    def _request(self, method: str, path: str, body: Any = None
+                 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        conn = self._conn()
+        try:
+            conn.request(method, self._prefix + path,
+                         body=json.dumps(body) if body is not None else None,
+                         headers=self._headers())
+            resp = conn.getresponse()
+        except OSError as e:
+            conn.close()
+            raise BackendUnavailableError(f"cannot reach {self.base_url}: {e}") from e
+        if resp.status >= 400:
+            raw = resp.read().decode("utf-8", "replace")
+            conn.close()
+            raise _error_from(resp.status, raw)
+        return conn, resp
+
+    def _get_json(self, path: str) -> dict[str, Any]:
+        conn, resp = self._request("GET", path)
+        try:
+            return json.loads(resp.read())
+        except ValueError as e:
+            raise BackendUnavailableError(f"{self.base_url}{path} did not return JSON") from e
+        finally:
+            conn.close()
+
+    def _stream(self, path: str, body: dict[str, Any], cancel: threading.Event, usage: Usage,
+                pick: Any) -> Iterator[str]:
+        start = time.perf_counter()
+        first_at: float | None = None
+        usage.finish_reason = "stop"
+        conn, resp = self._request("POST", path, body)
+        try:
+            for raw in resp:  # one SSE line at a time
+                if cancel.is_set():
+                    usage.finish_reason = "cancelled"
+                    break
+                line = raw.decode("utf-8", "replace").strip()
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    continue
+                if chunk.get("error"):
+                    err = chunk["error"]
+                    raise RemoteError(500, err.get("message", str(err)) if isinstance(err, dict)
+                                      else str(err))
+                if chunk.get("usage"):
+                    usage.prompt_tokens = chunk["usage"].get("prompt_tokens", usage.prompt_tokens)
+                for choice in chunk.get("choices") or []:
+                    text = pick(choice) or ""
+                    if text:
+                        now = time.perf_counter()
+                        if first_at is None:
+                            first_at = now
+                            usage.time_to_first_token = usage.prefill_seconds = now - start
+                        usage.completion_tokens += 1  # one chunk ≈ one token on these servers
+                        usage.decode_seconds = now - first_at
+                        yield text
+                    if choice.get("finish_reason") == "length":
+                        usage.finish_reason = "length"
+            if cancel.is_set():
+                usage.finish_reason = "cancelled"
+        finally:
+            conn.close()  # closing the socket is how the remote server learns to stop
+
+    @staticmethod
+    def _sampling(params: SamplingParams) -> dict[str, Any]:
+        body: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p,
+                                "max_tokens": params.max_tokens}
+        if params.top_k:
+            body["top_k"] = params.top_k
+        if params.repetition_penalty != 1.0:
+            body["repeat_penalty"] = params.repetition_penalty  # llama.cpp's name
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
+        return body
+
+    # --- Backend ------------------------------------------------------------------------------
+    def stream_chat(self, messages: list[dict[str, str]], images: Sequence[Any],
+                    params: SamplingParams, cancel: threading.Event, usage: Usage
+                    ) -> Iterator[str] | None:
+        msgs: list[dict[str, Any]] = [dict(m) for m in messages]
+        if images:
+            last = max(i for i, m in enumerate(msgs) if m["role"] == "user")
+            msgs[last]["content"] = [{"type": "text", "text": msgs[last]["content"]}] + [
+                {"type": "image_url", "image_url": {"url": _data_uri(im)}} for im in images]
+        body = {"model": self.model, "messages": msgs, "stream": True,
+                "stream_options": {"include_usage": True}, **self._sampling(params)}
+        return self._stream("/chat/completions", body, cancel, usage,
+                            lambda c: (c.get("delta") or {}).get("content"))
+
+    def stream_complete(self, prompt: str, params: SamplingParams, cancel: threading.Event,
+                        usage: Usage) -> Iterator[str] | None:
+        body = {"model": self.model, "prompt": prompt, "stream": True, **self._sampling(params)}
+        return self._stream("/completions", body, cancel, usage, lambda c: c.get("text"))
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        raise NotImplementedError("the remote backend does not tokenize locally")
+
+
+def _error_from(status: int, raw: str) -> MiniCPMError:
+    try:
+        err = json.loads(raw).get("error", raw)
+        message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+    except (ValueError, AttributeError):
+        message = raw[:500]
+    if "context" in message.lower() and ("exceed" in message.lower() or "too long" in message.lower()
+                                         or "maximum" in message.lower()):
+        e = ContextOverflowError(0, 0)
+        e.args = (f"remote server: {message}",)
+        return e
+    if status == 404:
+        return ModelNotFoundError(f"remote server: {message}")
+    if status in (400, 422):
+        return ValueError(f"remote server refused the request: {message}")  # type: ignore[return-value]
+    return RemoteError(status, message)
+
+
+def _data_uri(image: Any) -> str:
+    """PIL image, raw bytes, a data URI or a file path → data URI."""
+    if isinstance(image, str) and image.startswith("data:"):
+        return image
+    if isinstance(image, (bytes, bytearray)):
+        raw, mime = bytes(image), "image/png"
+    elif isinstance(image, (str, os.PathLike)):
+        with open(image, "rb") as f:
+            raw = f.read()
+        mime = "image/jpeg" if str(image).lower().endswith((".jpg", ".jpeg")) else "image/png"
+    else:  # PIL.Image
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        raw, mime = buf.getvalue(), "image/png"
+    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
