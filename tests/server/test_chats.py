@@ -1,0 +1,79 @@
+"""Saved chats: CRUD over REST, and atomic writes that survive a crash before the rename."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from minicpm_server.chats import ChatStore
+from tornado.httpclient import HTTPClientError
+
+
+async def test_crud(jp_fetch: Any) -> None:
+    body = json.dumps({"title": "t1", "messages": [{"role": "user", "content": "hi"}]})
+    r = await jp_fetch("minicpm", "chats", "c1", method="PUT", body=body)
+    assert json.loads(r.body)["title"] == "t1"
+    rows = json.loads((await jp_fetch("minicpm", "chats")).body)["chats"]
+    assert [(c["id"], c["n_messages"]) for c in rows] == [("c1", 1)]
+    got = json.loads((await jp_fetch("minicpm", "chats", "c1")).body)
+    assert got["messages"][0]["content"] == "hi"
+    r = await jp_fetch("minicpm", "chats", "c1", method="DELETE")
+    assert r.code == 204
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("minicpm", "chats", "c1")
+    assert e.value.code == 404
+    assert json.loads(e.value.response.body)["status"] == 404
+
+
+async def test_bad_chat_requests(jp_fetch: Any) -> None:
+    for args, body in [(("bad.id",), "{}"), (("c2",), "{not json"),
+                       (("c2",), json.dumps({"messages": "x"}))]:
+        with pytest.raises(HTTPClientError) as e:
+            await jp_fetch("minicpm", "chats", *args, method="PUT", body=body)
+        assert e.value.code == 400
+        assert "error" in json.loads(e.value.response.body)
+
+
+def test_crash_between_write_and_rename_loses_nothing(tmp_path: Path) -> None:
+    """A process that dies after writing the temp file but before the rename: the saved chat is
+    the old one, whole; the leftover temp file is ignored and cleaned up."""
+    folder = tmp_path / "chats"
+    store = ChatStore(folder)
+    store.save("c1", "v1", [{"role": "user", "content": "first"}])
+    script = textwrap.dedent(f"""
+        import os
+        from minicpm_server.chats import ChatStore
+        def crash(src, dst):
+            os._exit(17)  # power cut: no cleanup, no exception handlers
+        os.replace = crash
+        ChatStore({str(folder)!r}).save("c1", "v2", [{{"role": "user", "content": "second"}}])
+    """)
+    rc = subprocess.run([sys.executable, "-c", script]).returncode
+    assert rc == 17
+    leftovers = [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers, "the crash should have left a temp file behind"
+    assert json.loads(leftovers[0].read_text())["title"] == "v2"  # fully written, not renamed
+    assert store.get("c1")["title"] == "v1"
+    assert [c["id"] for c in store.list()] == ["c1"]
+    assert store.cleanup() == len(leftovers)
+    store.save("c1", "v3", [])
+    assert store.get("c1")["title"] == "v3"
+
+
+def test_failed_write_keeps_old_file(tmp_path: Path, monkeypatch: Any) -> None:
+    store = ChatStore(tmp_path)
+    store.save("c1", "v1", [])
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("minicpm_server.chats.os.replace", boom)
+    with pytest.raises(OSError):
+        store.save("c1", "v2", [])
+    assert store.get("c1")["title"] == "v1"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
