@@ -1,0 +1,144 @@
+"""Generation on the device: static KV cache, prefill, a decode step (captured as a CUDA graph on
+CUDA), and a sampler that keeps everything on the device. Per token the host reads exactly one
+value, the sampled id, to stream it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from ..sampling import SamplingParams
+from .model import MiniCPM
+
+
+class Sampler:
+    """Repetition penalty → greedy argmax, or temperature → top-k → top-p → draw, all on device
+    (same order and cut-offs as minicpm.sampling.sample_token). Draws use the exponential race
+    (argmax p/E, E ~ Exp(1)), which samples from p without a host-side multinomial."""
+
+    def __init__(self, params: SamplingParams, vocab: int, device: torch.device,
+                 history: list[int]):
+        self.p = params
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(params.seed if params.seed is not None else random.randrange(2**63))
+        self.seen: Tensor | None = None
+        if params.repetition_penalty != 1.0:
+            self.seen = torch.zeros(vocab, dtype=torch.bool, device=device)
+            if history:
+                self.seen[torch.tensor(history, device=device)] = True
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        """logits [V] fp32 → token id, a 1-element device tensor (no sync)."""
+        p = self.p
+        if self.seen is not None:
+            pen = p.repetition_penalty
+            logits = torch.where(self.seen, torch.where(logits > 0, logits / pen, logits * pen),
+                                 logits)
+        if p.greedy:
+            tok = logits.argmax(dim=-1, keepdim=True)
+        else:
+            logits = logits / p.temperature
+            if p.top_k:
+                vals, idx = torch.topk(logits, min(int(p.top_k), logits.shape[-1]))
+            else:
+                vals, idx = torch.sort(logits, descending=True)
+            probs = vals.softmax(dim=-1)
+            if p.top_p < 1.0:  # keep the smallest prefix whose mass reaches top_p
+                probs = probs * ((probs.cumsum(-1) - probs) < p.top_p)
+            race = torch.empty_like(probs).exponential_(generator=self.gen)
+            tok = idx[(probs / race).argmax(dim=-1, keepdim=True)]
+        if self.seen is not None:
+            self.seen[tok] = True
+        return tok
+
+
+class CUDAGraphDecode:
+    """The one-token decode step captured once as a CUDA graph (static token/pos buffers, full
+    static-cache attention with a mask). Capture writes scratch K/V at position 0, so it is done
+    before any prefill."""
+
+    def __init__(self, model: MiniCPM):
+        dev = model.embed_tokens.weight.device
+        self.tok = torch.zeros(1, 1, dtype=torch.long, device=dev)
+        self.pos = torch.zeros(1, dtype=torch.long, device=dev)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up: Triton autotune/compile and cuBLAS handles
+                model(self.tok, self.pos)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = model(self.tok, self.pos)
+
+    def __call__(self, tok: Tensor, pos: Tensor) -> Tensor:
+        self.tok.copy_(tok.view(1, 1))
+        self.pos.copy_(pos)
+        self.graph.replay()
+        return self.logits
+
+
+class Generator:
+    """Owns the model's static cache for one sequence (batch 1)."""
+
+    def __init__(self, model: MiniCPM, n_ctx: int, cuda_graph: bool | None = None):
+        self.model = model
+        self.n_ctx = n_ctx
+        self.device = model.embed_tokens.weight.device
+        model.setup_caches(n_ctx)
+        use_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
+        self._graph: CUDAGraphDecode | None = CUDAGraphDecode(model) if use_graph else None
+
+    @torch.inference_mode()
+    def prefill(self, tokens: list[int] | Tensor, start: int = 0,
+                input_embeds: Tensor | None = None) -> Tensor:
+        """Write K/V for the prompt at positions start.. and return the last position's logits
+        [V]. A vision model passes input_embeds [1, T, H] instead of tokens."""
+        if input_embeds is None:
+            ids = torch.as_tensor(tokens, dtype=torch.long, device=self.device).view(1, -1)
+            t = ids.shape[1]
+        else:
+            ids, t = None, input_embeds.shape[1]
+        pos = torch.arange(start, start + t, device=self.device)
+        logits = self.model(ids, pos, input_embeds=input_embeds, kv_len=start + t,
+                            last_only=True)
+        return logits[0, -1]
+
+    @torch.inference_mode()
+    def decode(self, tok: Tensor, pos: Tensor, pos_host: int) -> Tensor:
+        """One token at position pos (device tensor [1]; pos_host is the same number, known on
+        the host without a sync) → logits [V]."""
+        if self._graph is not None:
+            return self._graph(tok, pos)[0, -1]
+        return self.model(tok.view(1, 1), pos, kv_len=pos_host + 1)[0, -1]
+
+    @torch.inference_mode()
+    def generate(self, prompt: list[int], params: SamplingParams,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 eos_ids: tuple[int, ...] = (), max_new: int | None = None,
+                 prefill_fn: Callable[[], Tensor] | None = None) -> Iterator[int]:
+        """Yield token ids (EOS not yielded unless params.ignore_eos) until EOS, max_new, the end
+        of the context, or should_stop() (checked before every token)."""
+        n = len(prompt)
+        if n >= self.n_ctx:
+            raise ValueError(f"prompt of {n} tokens does not fit n_ctx={self.n_ctx}")
+        limit = self.n_ctx - n if max_new is None else min(max_new, self.n_ctx - n)
+        sampler = Sampler(params, self.model.cfg.vocab_size, self.device, prompt)
+        logits = prefill_fn() if prefill_fn else self.prefill(prompt)
+        tok = sampler(logits)
+        pos = torch.tensor([n], device=self.device)
+        for i in range(limit):
+            if should_stop():
+                return
+            t = int(tok.item())  # the one host sync per token
+            if t in eos_ids and not params.ignore_eos:
+                return
+            yield t
+            if i + 1 == limit:
+                return
+            logits = self.decode(tok, pos, n + i)
+            tok = sampler(logits)
+            pos += 1
