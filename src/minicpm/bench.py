@@ -98,10 +98,28 @@ def run(model: str | None, n_prompt: int, n_new: int, repeats: int,
         summary[kind] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
     ratio = {k: summary["ours"][k] / summary["raw"][k]
              for k in ("decode_tps", "prefill_tps") if summary["raw"][k]}
+    bw = copy_bandwidth()
+    weights = os.path.getsize(resolved.path)
     return {"model": resolved.name + (" (stand-in)" if resolved.stand_in else ""),
+            "copy_bandwidth_gbs": bw / 1e9, "weights_bytes": weights,
+            "decode_bound_tps": bw / weights,
             "path": str(resolved.path), "machine": machine(), "repeats": repeats,
             "prompt_tokens": n_prompt, "new_tokens": n_new, "median": summary,
             "ours_over_raw": ratio, "runs": runs}
+
+
+def copy_bandwidth(n_bytes: int = 512 * 2**20, repeats: int = 5) -> float:
+    """Measured memory bandwidth in bytes/s (bytes read + written by a large numpy copy)."""
+    import numpy as np
+
+    src = np.ones(n_bytes // 8)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.nbytes / best
 
 
 def machine() -> str:
@@ -130,6 +148,9 @@ def print_table(result: dict[str, Any]) -> None:
               f"{r['ttft_s'] * 1000:8.1f} {r['peak_rss_mb']:12.0f}")
     ratio = result["ours_over_raw"]
     print(f"{'ours / raw':24s} {ratio.get('decode_tps', 0):12.3f} {ratio.get('prefill_tps', 0):14.3f}")
+    print(f"{'bandwidth bound':24s} {result['decode_bound_tps']:12.1f}   "
+          f"({result['weights_bytes'] / 1e6:.0f} MB of weights per token over "
+          f"{result['copy_bandwidth_gbs']:.1f} GB/s measured copy bandwidth; KV cache ignored)")
 
 
 def main(args: argparse.Namespace) -> int:
