@@ -224,3 +224,6 @@ def tiny(tmp_path: Path):
         folder = write_folder(tmp_path / name, cfg, wts, shards, dtype, tokenizer)
         return folder, cfg, wts
     return make
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
