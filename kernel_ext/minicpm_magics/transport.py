@@ -1,0 +1,431 @@
+"""Where answers come from: the Jupyter server's shared engine (``minicpm_server``, see
+docs/protocol.md) when this kernel's server runs it, else an engine loaded in the kernel.
+
+Both stream a :class:`Reply`: iterate it in the kernel's main thread for text deltas, so a
+kernel interrupt (KeyboardInterrupt) lands in our loop and can ``cancel()`` generation."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from minicpm import prompts
+from minicpm.errors import MiniCPMError
+
+POLL_S = 0.1  # how often the main thread wakes while waiting: keeps interrupts prompt
+REST_TIMEOUT_S = 5.0
+INACTIVITY_TIMEOUT_S = 600.0  # a queued request may wait behind others for a long time
+
+
+class TransportError(MiniCPMError):
+    """The engine or server refused or failed a request; the message is for the user."""
+
+
+@dataclass
+class Prompt:
+    """One request: conversation (history + new user question), context parts, sampling."""
+
+    messages: list[dict[str, str]]
+    context: list[dict[str, Any]] = field(default_factory=list)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+
+
+class Reply(ABC):
+    """A streaming answer. ``model`` and ``notice`` are known once the first delta arrives."""
+
+    model: str = ""
+    notice: str | None = None
+    finish_reason: str | None = None
+    usage: dict[str, Any]
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[str]: ...
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stop generating; iterating again then ends soon with finish_reason 'cancelled'.
+        (Each ``iter()`` resumes the same stream: an interrupt ends one loop, not the reply.)"""
+
+    def close(self) -> None:
+        """Release the connection (idempotent)."""
+        return None
+
+
+class Transport(ABC):
+    kind: str  # "in-process" | "server"
+
+    @abstractmethod
+    def start(self, prompt: Prompt) -> Reply: ...
+
+    @abstractmethod
+    def status(self) -> dict[str, Any]:
+        """{'transport', 'where', 'state', 'model' (label or None), 'hint'}."""
+
+    @abstractmethod
+    def models(self) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    @abstractmethod
+    def use(self, model: str) -> str:
+        """Load ``model`` (blocking until ready); returns its label."""
+
+
+# --- in-process --------------------------------------------------------------------------------
+class _ThreadReply(Reply):
+    """Runs a Generation in a worker thread; the caller's thread only waits on a queue, so
+    an interrupt never lands inside llama.cpp's evaluation."""
+
+    def __init__(self, run: Any, model: str, notice: str | None):
+        self.model, self.notice = model, notice
+        self.usage = {}
+        self._cancel = threading.Event()
+        self._q: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, args=(run,), daemon=True,
+                                        name="minicpm-generate")
+        self._thread.start()
+
+    def _work(self, run: Any) -> None:
+        try:
+            gen = run(self._cancel)
+            for delta in gen:
+                self._q.put(("delta", delta))
+            self._q.put(("done", gen.usage))
+        except BaseException as e:  # handed to the caller's thread, shown there
+            self._q.put(("error", e))
+
+    def __iter__(self) -> Iterator[str]:
+        while self.finish_reason is None:
+            try:
+                kind, value = self._q.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if kind == "delta":
+                yield value
+            elif kind == "done":
+                self.finish_reason = value.finish_reason or "stop"
+                self.usage = value.to_dict()
+                return
+            else:
+                self.finish_reason = "error"
+                if isinstance(value, (MiniCPMError, ValueError)):
+                    raise TransportError(str(value)) from value
+                raise value
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+
+class InProcessTransport(Transport):
+    """Engines loaded in this kernel, lazily, once each (at most ``max_engines`` kept)."""
+
+    kind = "in-process"
+
+    def __init__(self, load_options: dict[str, Any] | None = None, max_engines: int = 2):
+        self.load_options = dict(load_options or {})
+        self.max_engines = max_engines
+        self.current: str | None = None  # None: the default (best local MiniCPM or stand-in)
+        self._engines: dict[str | None, Any] = {}
+        self._lock = threading.Lock()  # the chat widget loads from a worker thread
+
+    def engine(self, model: str | None = None) -> Any:
+        import minicpm
+
+        key = model if model is not None else self.current
+        with self._lock:
+            if key not in self._engines:
+                try:
+                    eng = minicpm.load(key, **self.load_options)
+                except (MiniCPMError, ValueError) as e:
+                    raise TransportError(str(e)) from e
+                while len(self._engines) >= self.max_engines:
+                    old_key = next(iter(self._engines))
+                    self._engines.pop(old_key).close()
+                self._engines[key] = eng
+            return self._engines[key]
+
+    def start(self, prompt: Prompt) -> Reply:
+        engine = self.engine(prompt.model)
+        messages, images, notice = assemble(prompt, engine)
+
+        def run(cancel: threading.Event) -> Any:
+            return engine.chat(messages, images=images, cancel=cancel, truncate="left",
+                               **prompt.sampling)
+
+        return _ThreadReply(run, engine.info.label, notice)
+
+    def status(self) -> dict[str, Any]:
+        eng = self._engines.get(self.current)
+        if eng is not None:
+            info = eng.info
+            return {"transport": self.kind, "where": "this kernel", "state": "ready",
+                    "model": info.label, "backend": f"{info.backend}/{info.device}",
+                    "quantization": info.quantization, "context_length": info.context_length,
+                    "hint": info.hint}
+        from minicpm.catalogue import STANDIN_HINT, resolve
+
+        try:
+            r = resolve(self.current, model_dirs=self.load_options.get("model_dirs"))
+            label = f"{r.name} (stand-in)" if r.stand_in else r.name
+            return {"transport": self.kind, "where": "this kernel", "state": "not loaded",
+                    "model": label, "hint": STANDIN_HINT if r.stand_in else None}
+        except MiniCPMError as e:
+            return {"transport": self.kind, "where": "this kernel", "state": "error",
+                    "model": None, "hint": str(e)}
+
+    def models(self) -> tuple[list[dict[str, Any]], str | None]:
+        from minicpm.catalogue import list_models
+
+        eng = self._engines.get(self.current)
+        return list_models(self.load_options.get("model_dirs")), (
+            eng.info.model if eng is not None else self.current)
+
+    def use(self, model: str) -> str:
+        from minicpm.catalogue import resolve
+
+        try:  # fail fast on a bad name, before dropping the engine we have
+            resolve(model, model_dirs=self.load_options.get("model_dirs"))
+        except (MiniCPMError, ValueError) as e:
+            raise TransportError(str(e)) from e
+        eng = self.engine(model)
+        self.current = model
+        return eng.info.label
+
+
+def assemble(prompt: Prompt, engine: Any) -> tuple[list[dict[str, str]], list[Any], str | None]:
+    """Messages and images for Engine.chat, the same way the server builds them
+    (minicpm_server.chat_request): system prompt, context attached to the last user turn."""
+    info = engine.info
+    msgs = [dict(m) for m in prompt.messages]
+    if not msgs or msgs[0]["role"] != "system":
+        msgs.insert(0, {"role": "system", "content": prompts.SYSTEM_PROMPT})
+    images: list[Any] = []
+    notice = None
+    shown = []
+    for p in prompt.context:
+        p = dict(p)
+        data = p.pop("data", None)
+        if p["kind"] == "image" and data:
+            if info.vision:
+                from minicpm.images import to_pil
+
+                images.append(to_pil(data))
+                p["summary"] = p.get("summary") or "attached"
+            else:
+                extra = f"; summary: {p['summary']}" if p.get("summary") else ""
+                p["summary"] = ("not shown: this model cannot see images, answer from the text "
+                                f"around it{extra}")
+                notice = (f"{info.label} cannot see images: it was given only a text summary. "
+                          "Load a MiniCPM-V model to ask about pictures.")
+        shown.append(p)
+    ctx = info.context_length
+    max_tokens = int(prompt.sampling.get("max_tokens") or engine.defaults.max_tokens)
+    others = sum(engine.count_tokens(m["content"]) for m in msgs) + 16 * len(msgs)
+    budget = max(64, ctx - min(max_tokens, ctx // 4) - others)
+    text, _ = prompts.build_user_message(msgs[-1]["content"], shown, engine.count_tokens, budget)
+    msgs[-1]["content"] = text
+    return msgs, images, notice
+
+
+# --- the Jupyter server ------------------------------------------------------------------------
+class _SocketReply(Reply):
+    """One request on its own WebSocket to /minicpm/chat (closing it cancels server-side)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, server: ServerTransport, prompt: Prompt):
+        import websocket  # websocket-client
+
+        self.usage = {}
+        self.rid = f"k{os.getpid()}-{next(self._ids)}"
+        self._cancelled = False
+        try:
+            self.ws = websocket.create_connection(
+                server.ws_url("minicpm/chat"), timeout=REST_TIMEOUT_S,
+                header=[f"Authorization: token {server.token}"])
+        except Exception as e:
+            raise TransportError(f"cannot reach the MiniCPM server at {server.url}: {e}") from e
+        frame: dict[str, Any] = {"type": "chat", "id": self.rid, "messages": prompt.messages,
+                                 "context": prompt.context, "sampling": prompt.sampling}
+        self.ws.send(json.dumps(frame))
+        self.ws.settimeout(POLL_S)
+
+    def _frames(self) -> Iterator[dict[str, Any]]:
+        import websocket
+
+        idle_since = time.monotonic()
+        while True:
+            try:
+                raw = self.ws.recv()
+            except websocket.WebSocketTimeoutException:
+                if time.monotonic() - idle_since > INACTIVITY_TIMEOUT_S:
+                    raise TransportError("the MiniCPM server stopped answering") from None
+                continue
+            except websocket.WebSocketConnectionClosedException:
+                raise TransportError("the MiniCPM server closed the connection") from None
+            idle_since = time.monotonic()
+            frame = json.loads(raw)
+            if frame.get("id") in (self.rid, None):
+                yield frame
+
+    def __iter__(self) -> Iterator[str]:
+        if self.finish_reason is not None:
+            return
+        for f in self._frames():
+            kind = f.get("type")
+            if kind == "start":
+                self.model, self.notice = f.get("model", ""), f.get("notice")
+            elif kind == "delta":
+                yield f.get("text", "")
+            elif kind == "done":
+                self.finish_reason = f.get("finish_reason", "stop")
+                self.usage = f.get("usage") or {}
+                return
+            elif kind == "error":
+                if self._cancelled:
+                    self.finish_reason = "cancelled"
+                    return
+                raise TransportError(f.get("error", "the server refused the request"))
+
+    def close(self) -> None:
+        self.ws.close()  # the server cancels whatever still runs for this socket
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        try:
+            self.ws.send(json.dumps({"type": "stop", "id": self.rid}))
+        except Exception:  # already closed: nothing left to stop
+            pass
+
+
+class ServerTransport(Transport):
+    kind = "server"
+
+    def __init__(self, url: str, token: str):
+        self.url = url if url.endswith("/") else url + "/"
+        self.token = token
+
+    def ws_url(self, path: str) -> str:
+        return "ws" + self.url[len("http"):] + path
+
+    def rest(self, method: str, path: str, body: dict[str, Any] | None = None,
+             timeout: float = REST_TIMEOUT_S) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
+            "Authorization": f"token {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read()).get("error") or str(e)
+            except Exception:
+                message = str(e)
+            raise TransportError(message) from None
+        except OSError as e:
+            raise TransportError(f"cannot reach the MiniCPM server at {self.url}: {e}") from None
+        return json.loads(raw) if raw else None
+
+    def start(self, prompt: Prompt) -> Reply:
+        if prompt.model:
+            cur = (self.rest("GET", "minicpm/status").get("model") or {})
+            if prompt.model.lower() not in (str(cur.get("model", "")).lower(),
+                                            str(cur.get("label", "")).lower()):
+                raise TransportError(
+                    f"the server has {cur.get('label') or 'no model'} loaded; --model cannot "
+                    f"switch it for one question. Run %minicpm use {prompt.model} to load it "
+                    "on the server (for every notebook using it)")
+        return _SocketReply(self, prompt)
+
+    def status(self) -> dict[str, Any]:
+        s = self.rest("GET", "minicpm/status")
+        model = s.get("model") or {}
+        return {"transport": self.kind, "where": self.url, "state": s.get("state"),
+                "model": model.get("label"), "backend": model.get("backend"),
+                "quantization": model.get("quantization"),
+                "context_length": model.get("context_length"),
+                "hint": s.get("error") or s.get("hint") or model.get("hint"),
+                "queue": s.get("queue")}
+
+    def models(self) -> tuple[list[dict[str, Any]], str | None]:
+        r = self.rest("GET", "minicpm/models")
+        return r.get("models", []), r.get("current")
+
+    def use(self, model: str) -> str:
+        self.rest("POST", "minicpm/models/load", {"model": model})
+        while True:  # interruptible: sleeps are short
+            s = self.rest("GET", "minicpm/status")
+            if s.get("state") == "ready":
+                return (s.get("model") or {}).get("label", model)
+            if s.get("state") == "error":
+                raise TransportError(s.get("error") or f"the server could not load {model}")
+            time.sleep(0.25)
+
+
+# --- choosing one ------------------------------------------------------------------------------
+def _kernel_id() -> str | None:
+    try:
+        from ipykernel.connect import get_connection_file
+
+        name = os.path.basename(get_connection_file())
+    except Exception:  # not in ipykernel (terminal IPython)
+        return None
+    return name[len("kernel-"):-len(".json")] if name.startswith("kernel-") else None
+
+
+def _answers(t: ServerTransport) -> bool:
+    try:
+        t.rest("GET", "minicpm/status", timeout=2.0)
+        return True
+    except TransportError:
+        return False
+
+
+def find_server() -> ServerTransport | None:
+    """MINICPM_SERVER_URL (+ MINICPM_SERVER_TOKEN), else the running Jupyter server that owns
+    this kernel (listed in its /api/kernels) and answers /minicpm/status."""
+    url = os.environ.get("MINICPM_SERVER_URL")
+    if url:
+        t = ServerTransport(url, os.environ.get("MINICPM_SERVER_TOKEN", ""))
+        return t if _answers(t) else None
+    kid = _kernel_id()
+    if kid is None:
+        return None
+    try:
+        from jupyter_server.serverapp import list_running_servers
+
+        servers = list(list_running_servers())
+    except Exception:
+        return None
+    for info in servers:
+        t = ServerTransport(info.get("url", ""), info.get("token", ""))
+        try:
+            kernels = t.rest("GET", "api/kernels", timeout=2.0)
+        except TransportError:
+            continue
+        if any(k.get("id") == kid for k in kernels or ()) and _answers(t):
+            return t
+    return None
+
+
+def choose(mode: str = "auto", load_options: dict[str, Any] | None = None) -> Transport:
+    """mode: auto | server | in-process (also MINICPM_TRANSPORT)."""
+    mode = os.environ.get("MINICPM_TRANSPORT", mode).replace("_", "-")
+    if mode in ("in-process", "inprocess"):
+        return InProcessTransport(load_options)
+    server = find_server()
+    if server is not None:
+        return server
+    if mode == "server":
+        raise TransportError("no Jupyter server with minicpm_server was found for this kernel "
+                             "(set MINICPM_SERVER_URL and MINICPM_SERVER_TOKEN)")
+    return InProcessTransport(load_options)
