@@ -182,7 +182,9 @@ def load_state(files: list[Path], cfg: ModelConfig, dtype: torch.dtype, device: 
                 state[name] = t.to(device=device, dtype=dtype)
     for prefix, parts in gptq_parts.items():
         w = gptq_dequantize(parts["qweight"], parts["qzeros"], parts["scales"], parts.get("g_idx"),
-                            bits=int(gptq.get("bits", 4)) if gptq else 4)
+                            bits=int(gptq.get("bits", 4)) if gptq else 4,
+                            zero_offset=0 if gptq and gptq.get("checkpoint_format") == "gptq_v2"
+                            else 1)
         state[prefix + ".weight"] = w.to(device=device, dtype=dtype)
     for (layer, slot), by_e in experts.items():
         stacked = torch.stack([by_e[e] for e in range(len(by_e))])
