@@ -1,0 +1,34 @@
+"""Test helpers shared by every suite: tiny random MiniCPM models (``tiny``), GGUF files of them
+(``gguf_writer``) and a float64 numpy reference forward pass (``reference``).
+
+Importing this package imports numpy only; gguf, tokenizers and safetensors load lazily."""
+
+from .reference import forward, greedy, rel_error
+from .tiny import (
+    PRESETS,
+    PUBLISHED_DIM_MODEL_BASE,
+    PUBLISHED_SCALE_DEPTH,
+    PUBLISHED_SCALE_EMB,
+    TinyConfig,
+    TinyVocab,
+    hf_tokenizer,
+    preset,
+    random_weights,
+    tiny_vocab,
+    to_llama_format,
+    write_hf_folder,
+)
+
+
+def write_gguf(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """See ``minicpm.testing.gguf_writer.write_gguf`` (imported lazily: it needs gguf)."""
+    from .gguf_writer import write_gguf as _write
+
+    return _write(*args, **kwargs)
+
+
+__all__ = [
+    "PRESETS", "PUBLISHED_DIM_MODEL_BASE", "PUBLISHED_SCALE_DEPTH", "PUBLISHED_SCALE_EMB",
+    "TinyConfig", "TinyVocab", "forward", "greedy", "hf_tokenizer", "preset", "random_weights",
+    "rel_error", "tiny_vocab", "to_llama_format", "write_gguf", "write_hf_folder",
+]
