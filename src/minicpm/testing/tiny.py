@@ -182,12 +182,14 @@ def expert_names(layer: int, expert: int) -> dict[str, str]:
 
 
 def random_weights(cfg: TinyConfig, seed: int = 0) -> dict[str, np.ndarray]:
-    """float32 weights in Hugging Face MiniCPM naming.
+    """float32 weights in Hugging Face MiniCPM naming, reproducible from ``seed``.
 
-    Scales keep activations O(1): projections are N(0, 1/fan_in), norms 1 ± 0.1, embeddings
-    N(0, 0.25²) (×scale_emb 12 gives a residual stream of rms ≈ 3, against branches of rms ≈ 1),
-    and an untied lm_head N(0, 1/4), so logits spread over a few units and greedy choices are
-    not near-ties that float32 rounding could flip."""
+    Scales keep activations O(1) so that the numerics mean something: projections are
+    N(0, gain²/fan_in), norms 1 ± 0.1, embeddings N(0, 0.1²) (×scale_emb 12: a residual stream
+    of rms ≈ 1.2), and the branch outputs (o_proj, down) have gain 3 so attention and MLP move
+    the stream more than the token's own embedding does. Otherwise a tied model just repeats
+    its last token under greedy decoding, and greedy tests would test nothing. An untied
+    lm_head is N(0, 1/4): logits spread over a unit or so, far from float32 near-ties."""
     rng = np.random.default_rng(seed)
     h, i, v, d = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.head_dim
     nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
@@ -198,7 +200,7 @@ def random_weights(cfg: TinyConfig, seed: int = 0) -> dict[str, np.ndarray]:
     def norm() -> np.ndarray:
         return (1.0 + 0.1 * rng.standard_normal(h)).astype(np.float32)
 
-    emb_std = 0.25 if cfg.is_minicpm else 0.25 * PUBLISHED_SCALE_EMB
+    emb_std = 0.1 if cfg.is_minicpm else 0.1 * PUBLISHED_SCALE_EMB
     w: dict[str, np.ndarray] = {
         "model.embed_tokens.weight": (rng.standard_normal((v, h)) * emb_std).astype(np.float32)}
     for layer in range(cfg.num_hidden_layers):
@@ -207,7 +209,7 @@ def random_weights(cfg: TinyConfig, seed: int = 0) -> dict[str, np.ndarray]:
         w[p + "self_attn.q_proj.weight"] = lin(nh * d, h)
         w[p + "self_attn.k_proj.weight"] = lin(nkv * d, h)
         w[p + "self_attn.v_proj.weight"] = lin(nkv * d, h)
-        w[p + "self_attn.o_proj.weight"] = lin(h, nh * d)
+        w[p + "self_attn.o_proj.weight"] = lin(h, nh * d, gain=3.0)
         w[p + "post_attention_layernorm.weight"] = norm()
         if cfg.num_experts:
             w[p + "mlp.gate.weight"] = lin(cfg.num_experts, h, gain=2.0)  # the router
@@ -215,11 +217,11 @@ def random_weights(cfg: TinyConfig, seed: int = 0) -> dict[str, np.ndarray]:
                 n = expert_names(layer, e)
                 w[n["gate"]] = lin(i, h)
                 w[n["up"]] = lin(i, h)
-                w[n["down"]] = lin(h, i, gain=2.0)
+                w[n["down"]] = lin(h, i, gain=3.0)
         else:
             w[p + "mlp.gate_proj.weight"] = lin(i, h)
             w[p + "mlp.up_proj.weight"] = lin(i, h)
-            w[p + "mlp.down_proj.weight"] = lin(h, i, gain=2.0)
+            w[p + "mlp.down_proj.weight"] = lin(h, i, gain=3.0)
     w["model.norm.weight"] = norm()
     if not cfg.tie_word_embeddings:
         w["lm_head.weight"] = (rng.standard_normal((v, h)) * 0.5).astype(np.float32)
