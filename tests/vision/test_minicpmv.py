@@ -17,7 +17,6 @@ from minicpm.vision.backend import TorchVisionBackend  # noqa: E402
 from minicpm.vision.model import is_minicpmv_folder, load_minicpmv  # noqa: E402
 
 
-
 @pytest.fixture(scope="module")
 def backend(tiny_v):
     folder = tiny_v[0]
