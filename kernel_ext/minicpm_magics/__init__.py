@@ -15,11 +15,13 @@ __all__ = ["ChatWidget", "MiniCPMMagics", "load_ipython_extension", "unload_ipyt
 
 def load_ipython_extension(ipython: Any) -> None:
     from .magics import MiniCPMMagics
+    from .options import keep_question_marks
 
     if _instance(ipython) is not None:  # %load_ext twice (minicpm and minicpm_magics)
         return
     magics = MiniCPMMagics(shell=ipython)
     ipython.register_magics(magics)
+    ipython.input_transformer_manager.cleanup_transforms.append(keep_question_marks)
     ipython.events.register("post_run_cell", magics.errors.post_run_cell)
     pub = getattr(ipython, "display_pub", None)
     if hasattr(pub, "register_hook"):  # ipykernel only; terminal IPython shows no images
@@ -37,6 +39,11 @@ def unload_ipython_extension(ipython: Any) -> None:
     if hasattr(pub, "unregister_hook"):
         pub.unregister_hook(magics.images.hook)
     ipython.user_ns.pop("Err", None)
+    from .options import keep_question_marks
+
+    cleanup = ipython.input_transformer_manager.cleanup_transforms
+    if keep_question_marks in cleanup:
+        cleanup.remove(keep_question_marks)
     ipython.magics_manager.registry.pop("MiniCPMMagics", None)
     for kind in ("line", "cell"):
         ipython.magics_manager.magics[kind].pop("minicpm", None)

@@ -102,6 +102,8 @@ class MiniCPMMagics(Magics):
             say(str(e))
         except KeyboardInterrupt:
             say("interrupted")
+        except Exception as e:  # a bug of ours: one line, not a traceback in the user's cell
+            say(f"internal error ({type(e).__name__}: {e}); please report it")
         return None
 
     def dispatch(self, req: Request) -> Any:

@@ -163,3 +163,19 @@ def parse(line: str, cell: str | None = None) -> Request:
         raise MagicUsageError("nothing to ask: write a question, e.g. %minicpm What is a "
                               "list comprehension?  (%minicpm help lists everything)")
     return req
+
+
+_LINE_MAGIC = re.compile(r"^(\s*)%minicpm\b(.*?)\?(\s*)$")
+
+
+def keep_question_marks(lines: list[str]) -> list[str]:
+    """IPython input transformer: ``%minicpm Why?`` would otherwise become ``pinfo`` (IPython
+    reads a trailing ``?`` as a help request). Such lines are rewritten to the explicit call."""
+    out = []
+    for line in lines:
+        m = _LINE_MAGIC.match(line.rstrip("\n"))
+        if m and not line.lstrip().startswith("%%"):
+            call = f"get_ipython().run_line_magic('minicpm', {(m.group(2).strip() + '?')!r})"
+            line = m.group(1) + call + ("\n" if line.endswith("\n") else "")
+        out.append(line)
+    return out

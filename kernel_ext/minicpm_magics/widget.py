@@ -37,7 +37,7 @@ class ChatWidget(widgets.VBox):
         self.magics = magics or _magics()
         self.interval = interval
         self.status = widgets.HTML(self._status_text())
-        self.log = widgets.VBox([])
+        self.history_box = widgets.VBox([])
         self.input = widgets.Textarea(placeholder="Ask MiniCPM… (Shift+Enter in the cell "
                                                   "runs code; use the Send button here)",
                                       layout=widgets.Layout(width="100%"))
@@ -48,7 +48,7 @@ class ChatWidget(widgets.VBox):
         self.stop_button.on_click(lambda _: self.stop())
         self.reset_button.on_click(lambda _: self.reset())
         buttons = widgets.HBox([self.send_button, self.stop_button, self.reset_button])
-        super().__init__([self.status, self.log, self.input, buttons], **kwargs)
+        super().__init__([self.status, self.history_box, self.input, buttons], **kwargs)
         self._reply: Any = None
         self._thread: threading.Thread | None = None
         self.last_text = ""
@@ -68,7 +68,7 @@ class ChatWidget(widgets.VBox):
             return
         self.input.value = ""
         answer = widgets.HTML(_bubble("assistant", "…"))
-        self.log.children = (*self.log.children, widgets.HTML(_bubble("user", text)), answer)
+        self.history_box.children = (*self.history_box.children, widgets.HTML(_bubble("user", text)), answer)
         self.send_button.disabled, self.stop_button.disabled = True, False
         self._thread = threading.Thread(target=self._run, args=(text, answer), daemon=True,
                                         name="minicpm-chat-widget")
@@ -115,7 +115,7 @@ class ChatWidget(widgets.VBox):
 
     def reset(self) -> None:
         self.magics.memory.reset()
-        self.log.children = ()
+        self.history_box.children = ()
 
 
 def _magics() -> Any:

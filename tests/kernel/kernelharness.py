@@ -1,0 +1,81 @@
+"""Driving a real ipykernel through jupyter_client and reading what it published."""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+TIMEOUT = 240  # the CPU is shared: the first answer also loads the model
+
+
+@dataclass
+class Result:
+    reply: dict[str, Any]
+    msgs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.reply["content"]["status"]
+
+    def of(self, *types: str) -> list[dict[str, Any]]:
+        return [m for m in self.msgs if m["msg_type"] in types]
+
+    @property
+    def stdout(self) -> str:
+        return "".join(m["content"]["text"] for m in self.of("stream")
+                       if m["content"]["name"] == "stdout")
+
+    @property
+    def stderr(self) -> str:
+        return "".join(m["content"]["text"] for m in self.of("stream")
+                       if m["content"]["name"] == "stderr")
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return self.of("error")
+
+    def texts(self, mime: str = "text/markdown") -> list[str]:
+        """Every display payload of this mime, in order (display and updates)."""
+        return [m["content"]["data"][mime] for m in self.of("display_data", "update_display_data")
+                if mime in m["content"]["data"]]
+
+    @property
+    def payloads(self) -> list[dict[str, Any]]:
+        return self.reply["content"].get("payload", [])
+
+
+class Kernel:
+    def __init__(self, km: Any, kc: Any):
+        self.km, self.kc = km, kc
+
+    def run(self, code: str, timeout: float = TIMEOUT, on_msg: Any = None,
+            store_history: bool = True) -> Result:
+        msg_id = self.kc.execute(code, store_history=store_history)
+        msgs: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"no idle status for {code!r} in {timeout}s") from None
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            msgs.append(msg)
+            if on_msg is not None:
+                on_msg(msg)
+        reply = self.kc.get_shell_msg(timeout=timeout)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.kc.get_shell_msg(timeout=timeout)
+        return Result(reply, msgs)
+
+    def ok(self, code: str, timeout: float = TIMEOUT, store_history: bool = True) -> Result:
+        """Run code that must neither fail nor print a traceback of ours."""
+        r = self.run(code, timeout, store_history=store_history)
+        assert r.status == "ok", (code, r.reply["content"])
+        assert not r.errors, r.errors
+        assert "Traceback" not in r.stderr, r.stderr
+        return r
