@@ -64,13 +64,14 @@ def resampler_weights(rng: np.random.Generator, nq: int, dim: int, kv: int
             "proj": w(dim, dim, s=dim ** -0.5 * 3)}
 
 
-def write_tiny_minicpmv(folder: Path, seed: int = 0) -> tuple[Path, Any, dict[str, np.ndarray]]:
+def write_tiny_minicpmv(folder: Path, seed: int = 0, max_positions: int = 512
+                        ) -> tuple[Path, Any, dict[str, np.ndarray]]:
     """A MiniCPM-V 2.0-layout folder: llm.* / vpm.* (timm names) / resampler.* safetensors,
     config.json with the MiniCPM-V fields, and the tiny tokenizer with the image markers."""
     from minicpm.testing import TinyConfig, random_weights, tiny_vocab, write_hf_folder
     from minicpm.testing.tiny import USER_DEFINED, save_safetensors
 
-    cfg = TinyConfig(max_position_embeddings=512)
+    cfg = TinyConfig(max_position_embeddings=max_positions)
     vocab = tiny_vocab(cfg.vocab_size)
     for tok in VISION_TOKENS:  # take over <unused…> slots, as user-defined pieces
         k = vocab.pieces.index(next(p for p in vocab.pieces if p.startswith("<unused")))
