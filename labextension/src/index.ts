@@ -1,0 +1,278 @@
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, Notification } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { CodeCell } from '@jupyterlab/cells';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { ServerConnection } from '@jupyterlab/services';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { MiniCPMClient } from './api';
+import { NotebookBridge } from './notebook';
+import { ChatPanel, IMiniCPMSettings } from './panel';
+import { PROMPTS, parseDataUrl } from './context';
+import type { IContextPart } from './protocol';
+
+const PLUGIN_ID = 'jupyter-minicpm:plugin';
+
+export namespace CommandIDs {
+  export const open = 'minicpm:open';
+  export const focus = 'minicpm:focus-input';
+  export const newChat = 'minicpm:new-chat';
+  export const explainCell = 'minicpm:explain-cell';
+  export const fixError = 'minicpm:fix-error';
+  export const explainImage = 'minicpm:explain-image';
+  export const attachCell = 'minicpm:attach-cell';
+}
+
+const chatIcon = new LabIcon({
+  name: 'minicpm:chat',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16"><path class="jp-icon3" fill="#616161" d="M4 4h16a2 2 0 0 1 2 2v9a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0-3 1.5 1.5 0 0 0 0 3zm5 0a1.5 1.5 0 1 0 0-3 1.5 1.5 0 0 0 0 3zm5 0a1.5 1.5 0 1 0 0-3 1.5 1.5 0 0 0 0 3z"/></svg>'
+});
+
+const IMAGE_SELECTOR = '.jp-RenderedImage, .jp-RenderedSVG';
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'MiniCPM chat sidebar: reads cells, errors and image outputs',
+  autoStart: true,
+  requires: [INotebookTracker, IRenderMimeRegistry],
+  optional: [ISettingRegistry, ICommandPalette, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    rendermime: IRenderMimeRegistry,
+    settingRegistry: ISettingRegistry | null,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null
+  ) => {
+    const settings = ServerConnection.makeSettings();
+    const client = new MiniCPMClient(settings, ServerConnection.makeRequest);
+    const notebooks = new NotebookBridge(tracker);
+    const panel = new ChatPanel(client, rendermime, notebooks);
+    panel.title.icon = chatIcon;
+    panel.title.caption = 'MiniCPM';
+    panel.title.label = '';
+    app.shell.add(panel, 'right', { rank: 600 });
+    restorer?.add(panel, 'minicpm-chat');
+    tracker.currentChanged.connect(() => panel.refreshContext());
+
+    let started = false;
+    const startOnce = () => {
+      if (!started) {
+        started = true;
+        void panel.start();
+      }
+    };
+
+    if (settingRegistry) {
+      settingRegistry
+        .load(PLUGIN_ID)
+        .then(s => {
+          const apply = () => panel.applySettings(s.composite as unknown as IMiniCPMSettings);
+          apply();
+          s.changed.connect(apply);
+        })
+        .catch(e => console.warn('MiniCPM: settings not loaded', e))
+        .finally(() => void app.restored.then(startOnce));
+    } else {
+      void app.restored.then(startOnce);
+    }
+
+    const show = () => {
+      app.shell.activateById(panel.id);
+    };
+
+    /** Attach `parts`, send `prompt`, with the panel shown. */
+    const ask = async (parts: IContextPart[], prompt: string, what: string) => {
+      if (!parts.length) {
+        Notification.warning(`MiniCPM: ${what}`, { autoClose: 3000 });
+        return;
+      }
+      show();
+      if (panel.busy) {
+        Notification.info('MiniCPM is still answering; stop it first.', { autoClose: 3000 });
+        panel.attach(parts);
+        return;
+      }
+      panel.attach(parts);
+      await panel.send(prompt);
+    };
+
+    /** A cell index from a context-menu click, else the active cell. */
+    const cellIndexFromEvent = (): number => {
+      const node = app.contextMenuHitTest(n => n.classList.contains('jp-Cell'));
+      if (node) {
+        const i = notebooks.indexOfNode(node);
+        if (i >= 0) {
+          return i;
+        }
+      }
+      return notebooks.activeIndex();
+    };
+
+    app.commands.addCommand(CommandIDs.open, {
+      label: 'Open MiniCPM chat',
+      caption: 'Show the MiniCPM chat sidebar',
+      execute: show
+    });
+    app.commands.addCommand(CommandIDs.focus, {
+      label: 'MiniCPM: Focus chat input',
+      execute: () => {
+        show();
+        // after the sidebar is shown
+        requestAnimationFrame(() => panel.focusInput());
+      }
+    });
+    app.commands.addCommand(CommandIDs.newChat, {
+      label: 'MiniCPM: New chat',
+      execute: () => {
+        show();
+        panel.newChat();
+      }
+    });
+    app.commands.addCommand(CommandIDs.attachCell, {
+      label: 'Attach cell to MiniCPM chat',
+      isEnabled: () => !!tracker.currentWidget,
+      execute: () => {
+        show();
+        panel.attach(notebooks.cellContext(cellIndexFromEvent(), panel.settings.sendImagesByDefault));
+      }
+    });
+    app.commands.addCommand(CommandIDs.explainCell, {
+      label: 'MiniCPM: Explain cell',
+      caption: 'Ask MiniCPM to explain the active cell',
+      isEnabled: () => !!tracker.currentWidget,
+      execute: () =>
+        ask(
+          notebooks.cellContext(cellIndexFromEvent(), panel.settings.sendImagesByDefault),
+          PROMPTS.explainCell,
+          'no cell to explain'
+        )
+    });
+    app.commands.addCommand(CommandIDs.fixError, {
+      label: 'MiniCPM: Fix error',
+      caption: "Send the active cell and its traceback to MiniCPM",
+      isEnabled: () => !!tracker.currentWidget,
+      execute: args => {
+        const index = typeof args.cellIndex === 'number' ? args.cellIndex : cellIndexFromEvent();
+        return ask(notebooks.errorContext(index), PROMPTS.fixError, 'this cell has no error output');
+      }
+    });
+    app.commands.addCommand(CommandIDs.explainImage, {
+      label: 'MiniCPM: Explain image',
+      caption: 'Send an image output to MiniCPM',
+      isEnabled: () => !!tracker.currentWidget,
+      execute: () => {
+        const hit = app.contextMenuHitTest(n => n.matches(IMAGE_SELECTOR));
+        let parts: IContextPart[] = [];
+        if (hit) {
+          parts = imageFromNode(hit, notebooks);
+        }
+        if (!parts.length) {
+          parts = notebooks.imageContext(cellIndexFromEvent());
+        }
+        return ask(parts, PROMPTS.explainImage, 'no image output in this cell');
+      }
+    });
+
+    app.contextMenu.addItem({ type: 'separator', selector: '.jp-Notebook .jp-Cell', rank: 20 });
+    app.contextMenu.addItem({ command: CommandIDs.explainCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
+    app.contextMenu.addItem({ command: CommandIDs.fixError, selector: '.jp-Notebook .jp-Cell', rank: 20 });
+    app.contextMenu.addItem({ command: CommandIDs.attachCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
+    app.contextMenu.addItem({ command: CommandIDs.explainImage, selector: `.jp-Notebook ${IMAGE_SELECTOR.split(', ').join(', .jp-Notebook ')}`, rank: 0 });
+
+    if (palette) {
+      const category = 'MiniCPM';
+      for (const command of [
+        CommandIDs.open,
+        CommandIDs.focus,
+        CommandIDs.newChat,
+        CommandIDs.explainCell,
+        CommandIDs.fixError,
+        CommandIDs.explainImage
+      ]) {
+        palette.addItem({ command, category });
+      }
+    }
+
+    // A "Fix error" button on error outputs.
+    tracker.widgetAdded.connect((_, nb) => watchErrors(nb, app));
+    tracker.forEach(nb => watchErrors(nb, app));
+  }
+};
+
+/** The image under a context-menu click → an image part (svg as text). */
+function imageFromNode(node: HTMLElement, notebooks: NotebookBridge): IContextPart[] {
+  const index = notebooks.indexOfNode(node);
+  const cellLabel = index >= 0 ? `cell #${index + 1}` : 'output';
+  const img = node.querySelector('img');
+  if (img && img.src) {
+    const parsed = parseDataUrl(img.src);
+    if (parsed) {
+      if (parsed.mime === 'image/svg+xml') {
+        const svg = atob(parsed.data);
+        return [{ kind: 'text', label: `figure of ${cellLabel} (SVG source)`, text: svg.slice(0, 6000) }];
+      }
+      // use the cell's numbering when we can (cell [n])
+      const fromCell = index >= 0 ? notebooks.imageContext(index).find(p => p.data === parsed.data) : undefined;
+      return [fromCell || { kind: 'image', label: `figure of ${cellLabel}`, mime: parsed.mime, data: parsed.data }];
+    }
+  }
+  const svg = node.querySelector('svg');
+  if (svg) {
+    return [{ kind: 'text', label: `figure of ${cellLabel} (SVG source)`, text: svg.outerHTML.slice(0, 6000) }];
+  }
+  return [];
+}
+
+/** Add a "Fix error" button under each error output of a notebook, as outputs change. */
+function watchErrors(nb: NotebookPanel, app: JupyterFrontEnd): void {
+  let scheduled = 0;
+  const scan = () => {
+    scheduled = 0;
+    nb.content.widgets.forEach((cell, index) => {
+      if (!(cell instanceof CodeCell)) {
+        return;
+      }
+      const outputs = cell.model.outputs;
+      const children = cell.outputArea.node.querySelectorAll(':scope > .jp-OutputArea-child');
+      children.forEach((child, i) => {
+        const isError = i < outputs.length && outputs.get(i).type === 'error';
+        const existing = child.querySelector('.jp-MiniCPM-fixButton');
+        if (isError && !existing) {
+          const b = document.createElement('button');
+          b.className = 'jp-MiniCPM-fixButton jp-Button jp-mod-styled jp-mod-small';
+          b.type = 'button';
+          b.textContent = '✦ Fix error with MiniCPM';
+          b.setAttribute('aria-label', 'Fix this error with MiniCPM');
+          b.dataset.testid = 'minicpm-fix-error';
+          b.onclick = ev => {
+            ev.preventDefault();
+            ev.stopPropagation();
+            const idx = nb.content.widgets.indexOf(cell);
+            nb.content.activeCellIndex = idx;
+            void app.commands.execute(CommandIDs.fixError, { cellIndex: idx });
+          };
+          child.append(b);
+        } else if (!isError && existing) {
+          existing.remove();
+        }
+      });
+      void index;
+    });
+  };
+  const observer = new MutationObserver(() => {
+    if (!scheduled) {
+      scheduled = window.setTimeout(scan, 250);
+    }
+  });
+  observer.observe(nb.content.node, { childList: true, subtree: true });
+  nb.disposed.connect(() => observer.disconnect());
+}
+
+export default plugin;
