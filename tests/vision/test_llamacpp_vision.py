@@ -76,11 +76,19 @@ def write_tiny_mmproj(path: Path, n_embd_text: int = 128, version: int = 3,
     return path
 
 
-def write_tiny_text(path: Path, hidden: int = 128) -> Path:
-    from minicpm.testing import TinyConfig, random_weights, write_gguf
+def write_tiny_text(path: Path, hidden: int = 128, image_tokens: bool = True) -> Path:
+    """A tiny MiniCPM text GGUF; with ``image_tokens`` its vocabulary has <image>, </image>,
+    <slice>, </slice> (user-defined pieces), which libmtmd frames every picture with."""
+    from minicpm.testing import TinyConfig, random_weights, tiny_vocab, write_gguf
+    from minicpm.testing.tiny import USER_DEFINED
 
     cfg = TinyConfig(hidden_size=hidden, intermediate_size=128, max_position_embeddings=2048)
-    return write_gguf(cfg, random_weights(cfg), path)
+    vocab = tiny_vocab(cfg.vocab_size)
+    if image_tokens:
+        for tok in ("<image>", "</image>", "<slice>", "</slice>"):
+            k = vocab.pieces.index(next(p for p in vocab.pieces if p.startswith("<unused")))
+            vocab.pieces[k], vocab.types[k], vocab.scores[k] = tok, USER_DEFINED, 0.0
+    return write_gguf(cfg, random_weights(cfg), path, vocab=vocab)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +97,7 @@ def files(tmp_path_factory):
     return {"mmproj": write_tiny_mmproj(d / "mmproj-tiny.gguf"),
             "text128": write_tiny_text(d / "text128.gguf", 128),
             "text64": write_tiny_text(d / "text64.gguf", 64),
+            "plain": write_tiny_text(d / "plain128.gguf", 128, image_tokens=False),
             "v1": write_tiny_mmproj(d / "mmproj-v1.gguf", version=1),
             "notclip": write_tiny_mmproj(d / "not-clip.gguf", arch="llama"), "dir": d}
 
@@ -209,16 +218,21 @@ def test_llama_cpp_loads_the_tiny_projector(files):
             LlamaCppVision(small, {str(files["mmproj"])!r})
         except ModelFileError as e:
             print("REFUSED", e)
+        plain = llama_cpp.Llama({str(files["plain"])!r}, n_ctx=256, n_threads=1, verbose=False)
+        try:
+            LlamaCppVision(plain, {str(files["mmproj"])!r})
+        except ModelFileError as e:
+            print("NOTOKENS", e)
     """)
     assert "LOADED MiniCPM-V 2.6 True" in r.stdout, r.stderr[-2000:]
     assert "REFUSED" in r.stdout and "mmproj-tiny.gguf" in r.stdout
+    assert "NOTOKENS" in r.stdout and "no <image>, </image>, <slice>, </slice>" in r.stdout
 
 
 def test_llama_cpp_answers_with_an_image(files):
-    """Known failure in llama-cpp-python 0.3.36 (see docs/vision.md): libmtmd accepts the
-    projector, tokenizes and slices the image, evaluates the image chunks, then llama_decode
-    refuses the next text chunk ("all entries in the batch must have the same content
-    types"). Kept as a non-strict xfail so that a fixed wheel shows up as XPASS."""
+    """End to end through libmtmd: slicing (60×40 at 28-px tiles → overview + 2×2 slices),
+    the tiny SigLIP and resampler, image embeddings into the tiny MiniCPM, greedy decoding
+    (deterministic: the same image twice gives the same answer)."""
     pytest.importorskip("llama_cpp")
     r = _run(f"""
         import threading, llama_cpp
@@ -228,14 +242,22 @@ def test_llama_cpp_answers_with_an_image(files):
         from minicpm.sampling import SamplingParams
         llm = llama_cpp.Llama({str(files["text128"])!r}, n_ctx=1024, n_threads=1, verbose=False)
         v = LlamaCppVision(llm, {str(files["mmproj"])!r})
-        u = Usage()
-        out = "".join(v.stream_chat([{{"role": "user", "content": "what"}}],
-                                    [Image.new("RGB", (60, 40), (200, 30, 30))],
-                                    SamplingParams(temperature=0, max_tokens=3),
-                                    threading.Event(), u))
-        print("ANSWER", repr(out), u.prompt_tokens, u.completion_tokens)
+        def ask(color):
+            u = Usage()
+            out = "".join(v.stream_chat([{{"role": "user", "content": "what"}}],
+                                        [Image.new("RGB", (60, 40), color)],
+                                        SamplingParams(temperature=0, max_tokens=3),
+                                        threading.Event(), u))
+            return out, u
+        a1, u1 = ask((200, 30, 30))
+        a2, u2 = ask((200, 30, 30))
+        print("ANSWER", repr(a1), repr(a2), u1.prompt_tokens, u1.completion_tokens,
+              u1.time_to_first_token is not None, u1.finish_reason)
     """)
-    if "ANSWER" not in r.stdout:
-        pytest.xfail("llama.cpp multimodal eval failed: " + (r.stderr.strip().splitlines()
-                                                               or ["?"])[-1][:300])
-    assert "ANSWER" in r.stdout
+    assert "ANSWER" in r.stdout, r.stderr[-3000:]
+    line = r.stdout.split("ANSWER", 1)[1].split()
+    a1, a2 = line[0], line[1]
+    assert a1 == a2  # greedy: the same image gives the same answer
+    n_prompt, n_out = int(line[2]), int(line[3])
+    assert n_prompt > 5 * 64  # five pictures (overview + 2×2 slices) × 64 queries + text
+    assert 1 <= n_out <= 3 and line[4] == "True"

@@ -76,6 +76,26 @@ def check_mmproj(path: str | Path) -> dict[str, Any]:
             "block_count": field("clip.vision.block_count")}
 
 
+IMAGE_TOKENS = ("<image>", "</image>", "<slice>", "</slice>")
+
+
+def check_image_tokens(llm: Any, mmproj: str | Path) -> None:
+    """libmtmd frames every picture with these tokens from the language model's vocabulary; a
+    model without them gets token id -1 in its prompt and llama_decode fails with "all
+    entries in the batch must have the same content types". Refuse that pairing up front."""
+    missing = []
+    for t in IMAGE_TOKENS:
+        ids = llm.tokenize(t.encode(), add_bos=False, special=True)
+        if len(ids) != 1:
+            missing.append(t)
+    if missing:
+        raise ModelFileError(
+            getattr(llm, "model_path", "the language model"),
+            f"its vocabulary has no {', '.join(missing)} token(s), which the MiniCPM-V "
+            f"projector {Path(mmproj).name} needs; is this the MiniCPM-V language model that "
+            "goes with it?")
+
+
 def _is_figure(x: Any) -> bool:
     return (hasattr(x, "savefig") and hasattr(x, "axes")) or hasattr(
         getattr(x, "figure", None), "savefig")
@@ -116,6 +136,7 @@ class LlamaCppVision:
         self.info = check_mmproj(mmproj)
         self.mmproj = Path(mmproj)
         self.llm = llm
+        check_image_tokens(llm, mmproj)
         try:
             self.handler = MiniCPMv26ChatHandler(clip_model_path=str(mmproj), verbose=verbose)
             # Load the projector now (the handler would on the first image): a projector that
@@ -154,8 +175,7 @@ class LlamaCppVision:
             raise ImageError(f"llama.cpp could not take the image(s): {msg}") from e
         except RuntimeError as e:  # llama_decode failed inside the handler's prompt evaluation
             raise BackendUnavailableError(
-                f"llama.cpp failed while evaluating the image prompt ({e}); see docs/vision.md "
-                "(known failure of llama-cpp-python 0.3.36's multimodal path)") from e
+                f"llama.cpp failed while evaluating the image prompt ({e})") from e
         usage.prompt_tokens = int(self.llm.n_tokens)
         usage.finish_reason = "stop"
         first_at: float | None = None
