@@ -171,6 +171,9 @@ def _raw(x: Any) -> Any:
         p = Path(s).expanduser()
         if len(s) < 4096 and p.is_file():
             return _read_file(p)
+        # A file name (base64 never has a dot): a mistyped path, not image data.
+        if len(s) < 4096 and re.search(r"\.(png|jpe?g|gif|webp|bmp|tiff?)$", s, re.I):
+            raise ImageError(f"{s}: no such image file")
         return _decode_base64(s)
     if _is_figure(x):
         return _from_figure(x)

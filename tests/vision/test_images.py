@@ -131,8 +131,12 @@ def test_broken_input_is_refused_clearly(bad, reason):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ImageError):
+    with pytest.raises(ImageError, match="cannot read"):
         images.to_pil(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="no such image file"):
+        images.to_pil(str(tmp_path / "nope.png"))
+    with pytest.raises(ImageError, match="no such image file"):
+        images.to_pil("plot.PNG")
 
 
 def test_pixel_and_byte_guards(monkeypatch):
