@@ -184,7 +184,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.contextMenu.addItem({ command: CommandIDs.explainCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
     app.contextMenu.addItem({ command: CommandIDs.fixError, selector: '.jp-Notebook .jp-Cell', rank: 20 });
     app.contextMenu.addItem({ command: CommandIDs.attachCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
-    app.contextMenu.addItem({ command: CommandIDs.explainImage, selector: `.jp-Notebook ${IMAGE_SELECTOR.split(', ').join(', .jp-Notebook ')}`, rank: 0 });
+    // lumino context-menu selectors take no commas: one item per image renderer
+    for (const sel of IMAGE_SELECTOR.split(', ')) {
+      app.contextMenu.addItem({ command: CommandIDs.explainImage, selector: `.jp-Notebook ${sel}`, rank: 0 });
+    }
 
     if (palette) {
       const category = 'MiniCPM';
@@ -236,11 +239,13 @@ function watchErrors(nb: NotebookPanel, app: JupyterFrontEnd): void {
   const scan = () => {
     scheduled = 0;
     nb.content.widgets.forEach((cell, index) => {
-      if (!(cell instanceof CodeCell)) {
+      // no instanceof: compare by model type (robust to duplicated modules)
+      if (cell.model.type !== 'code') {
         return;
       }
-      const outputs = cell.model.outputs;
-      const children = cell.outputArea.node.querySelectorAll(':scope > .jp-OutputArea-child');
+      const codeCell = cell as CodeCell;
+      const outputs = codeCell.model.outputs;
+      const children = codeCell.outputArea.node.querySelectorAll(':scope > .jp-OutputArea-child');
       children.forEach((child, i) => {
         const isError = i < outputs.length && outputs.get(i).type === 'error';
         const existing = child.querySelector('.jp-MiniCPM-fixButton');

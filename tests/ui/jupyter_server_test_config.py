@@ -1,0 +1,25 @@
+"""Jupyter server for the galata tests: JupyterLab + minicpm_server with the stand-in model.
+
+Run from tests/ui with `jupyter lab --config jupyter_server_test_config.py` (playwright.config.js
+does it). A token is kept; the tests send it as an Authorization header."""
+
+import os
+import tempfile
+
+from jupyterlab.galata import configure_jupyter_server
+
+c = get_config()  # noqa: F821
+configure_jupyter_server(c)
+
+c.ServerApp.port = int(os.environ.get("MINICPM_UI_PORT", "8899"))
+c.IdentityProvider.token = os.environ.get("MINICPM_UI_TOKEN", "minicpm-ui-token")
+c.ServerApp.allow_root = True  # CI machines run as root
+c.ServerApp.jpserver_extensions = {"minicpm_server": True}
+c.LabApp.news_url = None
+c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
+
+# The embedded stand-in (SmolLM2-135M-Instruct), loaded when the server starts.
+c.MiniCPM.model = os.environ.get("MINICPM_UI_MODEL", "SmolLM2-135M-Instruct")
+c.MiniCPM.load_on_start = True
+c.MiniCPM.n_threads = 2
+c.MiniCPM.chats_dir = tempfile.mkdtemp(prefix="minicpm-ui-chats-")
