@@ -8,6 +8,7 @@ summary is sent beside the pixels: exact numbers are what small vision models ge
     summarize_figure(fig, max_series=12) -> str
     figure_facts(fig) -> dict              # the same, structured (for the server / tests)
     last_figure() -> Figure | None         # the current pyplot figure, if pyplot has one
+    is_figure(x) -> bool                   # a Figure or an Axes
 """
 
 from __future__ import annotations
@@ -435,6 +436,12 @@ def summarize_figure(fig: Any = None, max_series: int = MAX_SERIES) -> str:
     for cb in f["colorbars"]:
         lines.append(f"Colour bar{': ' + repr(cb) if cb else ''}.")
     return "\n".join(lines)
+
+
+def is_figure(x: Any) -> bool:
+    """A matplotlib Figure or Axes (duck-typed: matplotlib need not be imported)."""
+    return (hasattr(x, "savefig") and hasattr(x, "axes")) or hasattr(
+        getattr(x, "figure", None), "savefig")
 
 
 def last_figure() -> Any:

@@ -96,16 +96,11 @@ def check_image_tokens(llm: Any, mmproj: str | Path) -> None:
             "goes with it?")
 
 
-def _is_figure(x: Any) -> bool:
-    return (hasattr(x, "savefig") and hasattr(x, "axes")) or hasattr(
-        getattr(x, "figure", None), "savefig")
-
-
 def build_messages(messages: Sequence[dict[str, str]], images: Sequence[Any]
                    ) -> list[dict[str, Any]]:
     """OpenAI-style messages for the handler: the images (PNG data URIs) and figure summaries
     go into the last user message, images first, as MiniCPM-V's own chat puts them."""
-    from ..figures import summarize_figure
+    from ..figures import is_figure, summarize_figure
     from ..images import to_data_uri
 
     if len(images) > MAX_IMAGES:
@@ -116,7 +111,7 @@ def build_messages(messages: Sequence[dict[str, str]], images: Sequence[Any]
             uris.append(to_data_uri(im, "png"))
         except ImageError as e:
             raise ImageError(f"image {i + 1}: {e}") from e
-        if _is_figure(im):
+        if is_figure(im):
             notes.append(f"Figure data (read from the plot objects):\n{summarize_figure(im)}\n\n")
     out: list[dict[str, Any]] = [dict(m) for m in messages]
     last = max((i for i, m in enumerate(out) if m["role"] == "user"), default=None)

@@ -32,11 +32,6 @@ DEFAULT_N_CTX = 4096
 MAX_IMAGES = 8  # per request: each costs up to 10 × 64 tokens and 10 tower passes
 
 
-def _is_figure(x: Any) -> bool:
-    return hasattr(x, "savefig") and hasattr(x, "axes") or (
-        hasattr(x, "figure") and hasattr(getattr(x, "figure", None), "savefig"))
-
-
 def image_prompt(content: str, layouts: Sequence[slicing.SliceLayout], query_num: int,
                  summaries: Sequence[str] = ()) -> str:
     """The user turn with images: every image's placeholder, a newline, the figure summaries,
@@ -102,7 +97,7 @@ class TorchVisionBackend(Backend):
                 ) -> tuple[list[int], Callable[[], torch.Tensor]]:
         """Prompt ids with placeholders, and the deferred step that encodes the images and
         returns the input embeddings [1, T, H]."""
-        from ..figures import summarize_figure
+        from ..figures import is_figure, summarize_figure
         from ..images import to_pil
 
         if len(images) > MAX_IMAGES:
@@ -113,7 +108,7 @@ class TorchVisionBackend(Backend):
                 pils.append(to_pil(im))
             except ImageError as e:
                 raise ImageError(f"image {i + 1}: {e}") from e
-            if _is_figure(im):
+            if is_figure(im):
                 summaries.append(summarize_figure(im))
         layouts = [self.model.layout(p.size) for p in pils]
         msgs = [dict(m) for m in messages]
