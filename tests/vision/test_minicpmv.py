@@ -164,3 +164,49 @@ def test_cancel_stops(backend):
     gen.cancel()
     rest = list(it)
     assert len(rest) <= 2 and gen.usage.finish_reason in ("cancelled", "stop")
+
+
+def test_int8_language_model(tiny_v):
+    b = TorchVisionBackend(ResolvedModel(tiny_v[0], "hf", "MiniCPM-V-tiny"), quant="int8")
+    assert b.info.extra["quantized_layers"] > 0 and "int8" in b.info.quantization
+    out = Engine(b).chat([{"role": "user", "content": "hi"}], images=[_image()],
+                         temperature=0, max_tokens=3).read()
+    assert isinstance(out, str)
+    with pytest.raises(ValueError):
+        TorchVisionBackend(ResolvedModel(tiny_v[0], "hf", "x"), quant="int3")
+
+
+def test_placeholders_with_a_sentencepiece_tokenizer(tmp_path):
+    """MiniCPM-V 2.0 ships tokenizer.model with the image markers as user-defined pieces:
+    the prompt is encoded in runs between <unk>s and the markers stay single tokens."""
+    import json
+
+    spm = pytest.importorskip("sentencepiece")
+    from minicpm.torch.tokenizer import Tokenizer
+    from minicpm.vision import slicing
+    from minicpm.vision.model import special_ids, tokenize_with_images
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(["what is in this picture", "the plot shows a line"] * 50))
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(tmp_path / "tokenizer"), vocab_size=320,
+        model_type="bpe", byte_fallback=True, hard_vocab_limit=False, minloglevel=2,
+        user_defined_symbols=["<用户>", "<AI>", "<image>", "</image>", "<slice>", "</slice>"],
+        bos_id=1, eos_id=2, unk_id=0)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True}))
+    tok = Tokenizer(tmp_path)
+    ids_of = special_ids(tok, tmp_path)
+    lay = slicing.layout((1000, 600))
+    text = "<用户>" + slicing.placeholder(lay, 4) + "\nwhat is in this picture<AI>"
+    ids = tokenize_with_images(tok, text, ids_of)
+    assert ids[0] == tok.bos_id
+    assert ids.count(ids_of["<image>"]) == ids.count(ids_of["</image>"]) == 3
+    assert ids.count(ids_of["<slice>"]) == ids.count(ids_of["</slice>"]) == 1
+    assert ids.count(ids_of["<unk>"]) == 12
+    first = ids.index(ids_of["<image>"])
+    assert ids[first + 1:first + 5] == [ids_of["<unk>"]] * 4
+    # the run-wise path was taken: SentencePiece itself keeps the markers whole
+    run = tok.encode("</image><slice><image>", add_bos=False)
+    assert [ids_of[m] for m in ("</image>", "<slice>", "<image>")] == [t for t in run
+                                                                      if t in ids_of.values()]

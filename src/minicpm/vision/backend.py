@@ -45,9 +45,10 @@ class TorchVisionBackend(Backend):
     name = "torch"
 
     def __init__(self, resolved: ResolvedModel, device: str = "cpu", dtype: str | None = None,
-                 n_ctx: int | None = None, n_threads: int | None = None,
-                 cuda_graph: bool | None = None, **ignored: Any):
+                 quant: str | None = None, n_ctx: int | None = None,
+                 n_threads: int | None = None, cuda_graph: bool | None = None, **ignored: Any):
         from ..torch.generate import Generator
+        from ..torch.quantize import QUANT_MODES, quantize_model
         from ..torch.tokenizer import Tokenizer
 
         if ignored:
@@ -58,8 +59,14 @@ class TorchVisionBackend(Backend):
                                           "use device='cpu'")
         if n_threads and device == "cpu":
             torch.set_num_threads(int(n_threads))
+        quant = None if quant in (None, "none") else quant
+        if quant is not None and quant not in QUANT_MODES:
+            raise ValueError(f"quant must be one of {QUANT_MODES} or None, got {quant!r}")
         self.model: MiniCPMV
         self.model, raw = load_minicpmv(resolved.path, device=device, dtype=dtype)
+        # Weight-only quantization of the language model only: it holds ~85% of the weights,
+        # and the vision tower runs once per picture, where its precision matters more.
+        swapped = quantize_model(self.model.llm, quant) if quant else 0
         text = self.model.llm.cfg
         ctx = int(n_ctx or min(text.max_position_embeddings, DEFAULT_N_CTX))
         self.tok = Tokenizer(resolved.path, bos_id=text.bos_token_id, eos_ids=text.eos_token_id)
@@ -73,11 +80,13 @@ class TorchVisionBackend(Backend):
         self.last_image_seconds = 0.0
         dt = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         v = self.model.vcfg
+        qname = dt if not quant else f"{quant} weight-only LLM ({dt} compute, {dt} vision)"
         self.info = EngineInfo(
-            model=resolved.name, architecture="minicpmv", quantization=dt, context_length=ctx,
+            model=resolved.name, architecture="minicpmv", quantization=qname, context_length=ctx,
             backend=self.name, device=device, stand_in=resolved.stand_in, vision=True,
             path=str(resolved.path), parameters=sum(p.numel() for p in self.model.parameters()),
-            extra={"dtype": dt, "query_num": v.query_num, "max_slice_nums": v.max_slice_nums,
+            extra={"dtype": dt, "quant": quant, "quantized_layers": swapped,
+                   "query_num": v.query_num, "max_slice_nums": v.max_slice_nums,
                    "scale_resolution": v.scale_resolution, "slice_mode": v.slice_mode,
                    "vision_layers": v.tower.kept_layers, "tokenizer": self.tok.kind})
 
