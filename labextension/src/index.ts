@@ -263,7 +263,10 @@ function watchErrors(nb: NotebookPanel, app: JupyterFrontEnd): void {
             nb.content.activeCellIndex = idx;
             void app.commands.execute(CommandIDs.fixError, { cellIndex: idx });
           };
-          child.append(b);
+          // inside the error output, top right (the output row is a flex row)
+          const host = child.querySelector('.jp-OutputArea-output') || child;
+          host.classList.add('jp-MiniCPM-hasFix');
+          host.append(b);
         } else if (!isError && existing) {
           existing.remove();
         }

@@ -641,6 +641,7 @@ export class ChatPanel extends Widget {
     node.classList.add('jp-mod-streaming');
     const who = node.querySelector('.jp-MiniCPM-who') as HTMLElement;
     footer.textContent = 'Waiting for the model…';
+    let notice_ = '';
     let renderer: IRenderMime.IRenderer | undefined;
     let rendering = false;
     let dirty = false;
@@ -680,6 +681,7 @@ export class ChatPanel extends Widget {
         onQueued: pos => (footer.textContent = `Queued (position ${pos})…`),
         onStart: (model, notice) => {
           answer.model = model;
+          notice_ = notice || '';
           who.textContent = model;
           footer.textContent = notice || 'Generating…';
         },
@@ -699,6 +701,9 @@ export class ChatPanel extends Widget {
       await flush();
       this.addCodeActions(body);
       this.renderFooter(footer, answer);
+      if (notice_) {
+        footer.append(el('div', { class: 'jp-MiniCPM-notice', role: 'note' }, notice_));
+      }
       if (done.truncated) {
         footer.append(el('span', { class: 'jp-MiniCPM-truncNote' }, ' · context truncated to fit the model'));
       }
