@@ -80,6 +80,13 @@ test('open the panel, ask, the answer streams in', async ({ page }) => {
   await panel.getByTestId('minicpm-history').click();
   await expect(panel.locator('.jp-MiniCPM-historyRow').first()).toContainText('capital of France');
   await page.screenshot({ path: `${SHOTS}/04-saved-chats.png` });
+
+  // keyboard: the shortcut focuses the input; New chat empties the conversation
+  await page.locator('.jp-Launcher, .jp-LauncherBody').first().click();
+  await page.keyboard.press('Alt+Shift+M');
+  await expect(panel.getByTestId('minicpm-input')).toBeFocused();
+  await panel.getByTestId('minicpm-new').click();
+  await expect(panel.getByTestId('minicpm-message')).toHaveCount(0);
 });
 
 test('"Fix error" on a failing cell sends its traceback and gets an answer', async ({ page, tmpPath }) => {
