@@ -39,17 +39,21 @@ def host(jp_serverapp: Any) -> Any:
 
 
 @pytest.fixture
-async def ready(jp_fetch: Any, host: Any) -> dict[str, Any]:
-    """Wait until the model is loaded; returns the status."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        r = await jp_fetch("minicpm", "status")
-        status = json.loads(r.body)
-        if status["state"] == "ready":
-            return status
-        assert status["state"] in ("loading", "idle"), status
-        await asyncio.sleep(0.1)
-    raise AssertionError("model did not load in 120 s")
+def ready(jp_serverapp: Any, jp_asyncio_loop: Any, host: Any) -> dict[str, Any]:
+    """Wait until the model is loaded; returns the status. (A sync fixture: pytest-jupyter
+    runs async tests, not async fixtures.)"""
+
+    async def wait() -> dict[str, Any]:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = host.status()
+            if status["state"] == "ready":
+                return status
+            assert status["state"] in ("loading", "idle"), status
+            await asyncio.sleep(0.05)
+        raise AssertionError("model did not load in 120 s")
+
+    return jp_asyncio_loop.run_until_complete(wait())
 
 
 async def ws_chat(ws: Any, rid: str, text: str, **extra: Any) -> list[dict[str, Any]]:
