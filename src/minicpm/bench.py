@@ -108,6 +108,34 @@ def run(model: str | None, n_prompt: int, n_new: int, repeats: int,
             "ours_over_raw": ratio, "runs": runs}
 
 
+# Real MiniCPM shapes (config.json of MiniCPM-2B-sft and MiniCPM-1B-sft), for random-weight
+# speed runs when no real file is at hand: speed depends on shapes and quantization, not values.
+SHAPES = {
+    "minicpm-2b": dict(vocab_size=122753, hidden_size=2304, num_hidden_layers=40,
+                       num_attention_heads=36, num_key_value_heads=36, intermediate_size=5760),
+    "minicpm-1b": dict(vocab_size=73440, hidden_size=1536, num_hidden_layers=52,
+                       num_attention_heads=24, num_key_value_heads=8, intermediate_size=3840),
+}
+
+
+def synthetic_gguf(shape: str, qtype: str = "q4_0") -> str:
+    """A random-weight MiniCPM GGUF at real shape, cached under ~/.cache/jupyter-minicpm/bench."""
+    from pathlib import Path
+
+    from .testing.gguf_writer import write_gguf
+    from .testing.tiny import TinyConfig, random_weights
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    path = cache / "jupyter-minicpm" / "bench" / f"{shape}-random-{qtype}.gguf"
+    if not path.exists():
+        cfg = TinyConfig(**SHAPES[shape], dim_model_base=256, max_position_embeddings=4096)
+        print(f"writing {path} (random weights, once)", file=sys.stderr)
+        tmp = path.with_suffix(".tmp")
+        write_gguf(cfg, random_weights(cfg, seed=0), tmp, dtype=qtype, name=f"{shape} random")
+        tmp.rename(path)
+    return str(path)
+
+
 def copy_bandwidth(n_bytes: int = 512 * 2**20, repeats: int = 5) -> float:
     """Measured memory bandwidth in bytes/s (bytes read + written by a large numpy copy)."""
     import numpy as np
@@ -154,6 +182,8 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "synthetic", None):
+        args.model = synthetic_gguf(args.synthetic, getattr(args, "qtype", "q4_0"))
     result = run(args.model, args.prompt_tokens, args.new_tokens, args.repeats, args.threads)
     print_table(result)
     if args.json:

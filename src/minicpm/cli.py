@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--new-tokens", type=int, default=128)
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--synthetic", default=None, choices=["minicpm-2b", "minicpm-1b"],
+                   help="bench a random-weight MiniCPM GGUF of that shape (written once)")
+    b.add_argument("--qtype", default="q4_0", choices=["q4_0", "q8_0", "f16"])
     b.add_argument("--json", default=None, help="also write results to this JSON file")
     b.set_defaults(func=cmd_bench)
     return parser

@@ -29,7 +29,8 @@ from .tiny import MINICPM_CHAT_TEMPLATE, TinyConfig, TinyVocab, expert_names, ti
 
 MUP_KEYS = ("embedding_scale", "residual_scale", "logit_scale")
 
-_DTYPES = ("f32", "f16", "q8_0")
+_DTYPES = ("f32", "f16", "q8_0", "q4_0")
+_QUANTS = {"q8_0": "Q8_0", "q4_0": "Q4_0"}
 
 
 def permute_for_rope(w: np.ndarray, n_head: int, n_head_kv: int | None = None) -> np.ndarray:
@@ -74,7 +75,8 @@ def write_gguf(cfg: TinyConfig, weights: dict[str, np.ndarray], path: str | Path
                vocab: TinyVocab | None = None, name: str = "tiny-minicpm",
                chat_template: str | None = MINICPM_CHAT_TEMPLATE) -> Path:
     """Write ``cfg``/``weights`` as a GGUF file of arch ``minicpm`` (or ``llama`` for a
-    llama-format config). ``dtype``: "f32", "f16" or "q8_0" for the matrices (norms stay f32).
+    llama-format config). ``dtype``: "f32", "f16", "q8_0" or "q4_0" for the matrices (norms
+    stay f32).
     ``mup_keys``: True writes all three μP keys, False none, or an iterable of the key names
     (embedding_scale, residual_scale, logit_scale) to write — to build broken files on purpose."""
     import gguf
@@ -101,7 +103,8 @@ def write_gguf(cfg: TinyConfig, weights: dict[str, np.ndarray], path: str | Path
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_vocab_size(cfg.vocab_size)
     w.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype])
+                     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+                     "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[dtype])
     if cfg.num_experts:
         w.add_expert_count(cfg.num_experts)
         w.add_expert_used_count(cfg.num_experts_per_tok)
@@ -137,8 +140,9 @@ def write_gguf(cfg: TinyConfig, weights: dict[str, np.ndarray], path: str | Path
         elif dtype == "f16":
             w.add_tensor(tname, arr.astype(np.float16))
         else:
-            q = gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0)
-            w.add_tensor(tname, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            qtype = gguf.GGMLQuantizationType[_QUANTS[dtype]]
+            q = gguf.quants.quantize(arr, qtype)
+            w.add_tensor(tname, q, raw_shape=q.shape, raw_dtype=qtype)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -162,9 +166,10 @@ def dequantized_weights(cfg: TinyConfig, weights: dict[str, np.ndarray],
             out[k] = a
         elif dtype == "f16":
             out[k] = a.astype(np.float16).astype(np.float32)
-        elif dtype == "q8_0":
-            q = gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0)
-            out[k] = gguf.quants.dequantize(q, gguf.GGMLQuantizationType.Q8_0).reshape(a.shape)
+        elif dtype in _QUANTS:
+            qtype = gguf.GGMLQuantizationType[_QUANTS[dtype]]
+            q = gguf.quants.quantize(a, qtype)
+            out[k] = gguf.quants.dequantize(q, qtype).reshape(a.shape)
         else:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
     return out
