@@ -42,3 +42,12 @@ def unload_ipython_extension(ipython):  # pragma: no cover
     from minicpm_magics import unload_ipython_extension as _unload
 
     _unload(ipython)
+
+
+def __getattr__(name: str):
+    # ``minicpm.ChatWidget()`` in a notebook without importing ipywidgets for plain engine use.
+    if name == "ChatWidget":
+        from minicpm_magics import ChatWidget
+
+        return ChatWidget
+    raise AttributeError(f"module 'minicpm' has no attribute {name!r}")

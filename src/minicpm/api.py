@@ -208,7 +208,14 @@ def load(model: str | Path | None = None, backend: str = "auto", **options: Any)
             raise BackendUnavailableError(
                 f"the torch backend needs PyTorch ({e}); pip install 'jupyter-minicpm[torch]'"
             ) from e
-        b = TorchBackend(resolved, **options)
+        from .vision.model import is_minicpmv_folder
+
+        if resolved.path.is_dir() and is_minicpmv_folder(resolved.path):
+            from .vision.backend import TorchVisionBackend
+
+            b = TorchVisionBackend(resolved, **options)
+        else:
+            b = TorchBackend(resolved, **options)
     else:
         raise ValueError(f"unknown backend {backend!r}; use auto, llama.cpp, torch or remote")
     return Engine(b, defaults)

@@ -261,3 +261,58 @@ def test_llama_cpp_answers_with_an_image(files):
     n_prompt, n_out = int(line[2]), int(line[3])
     assert n_prompt > 5 * 64  # five pictures (overview + 2×2 slices) × 64 queries + text
     assert 1 <= n_out <= 3 and line[4] == "True"
+
+
+def test_load_routes_images_through_the_projector(files, tmp_path):
+    """``minicpm.load`` on a GGUF with an mmproj beside it: the engine says it can see, an image
+    chat goes through libmtmd, a text chat keeps the exact-template token pipeline, and the
+    same GGUF without a projector refuses images with a clear message."""
+    pytest.importorskip("llama_cpp")
+    import shutil
+
+    folder = tmp_path / "v26"
+    folder.mkdir()
+    shutil.copy(files["text128"], folder / "model.gguf")
+    shutil.copy(files["mmproj"], folder / "mmproj-model-f16.gguf")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(files["text128"], alone / "model.gguf")
+    mismatched = tmp_path / "mismatched"  # a projector for another model lies beside it
+    mismatched.mkdir()
+    shutil.copy(files["text64"], mismatched / "model.gguf")
+    shutil.copy(files["mmproj"], mismatched / "mmproj-other.gguf")
+    r = _run(f"""
+        import minicpm
+        from PIL import Image
+        from minicpm.errors import ImageError
+        eng = minicpm.load({str(folder / "model.gguf")!r}, n_ctx=1024, n_threads=1)
+        print("VISION", eng.info.vision, eng.info.extra["mmproj"].endswith("mmproj-model-f16.gguf"))
+        g = eng.chat([{{"role": "user", "content": "what"}}], [Image.new("RGB", (60, 40), "red")],
+                     temperature=0, max_tokens=3)
+        text = g.read()
+        print("IMAGE", g.usage.prompt_tokens, g.usage.completion_tokens)
+        g = eng.chat([{{"role": "user", "content": "hi"}}], temperature=0, max_tokens=3)
+        g.read()
+        print("TEXT", g.usage.prompt_tokens)
+        eng.close()
+        plain = minicpm.load({str(alone / "model.gguf")!r}, n_ctx=256, n_threads=1)
+        try:
+            plain.chat([{{"role": "user", "content": "what"}}], [Image.new("RGB", (8, 8))]).read()
+        except ImageError as e:
+            print("REFUSED", plain.info.vision, e)
+        other = minicpm.load({str(mismatched / "model.gguf")!r}, n_ctx=256, n_threads=1)
+        print("SKIPPED", other.info.vision, "mmproj_skipped" in other.info.extra)
+        try:
+            minicpm.load({str(mismatched / "model.gguf")!r}, n_ctx=256, n_threads=1,
+                         mmproj={str(mismatched / "mmproj-other.gguf")!r})
+        except minicpm.ModelFileError as e:
+            print("EXPLICIT", e)
+    """)
+    assert "VISION True True" in r.stdout, r.stderr[-3000:]
+    assert "IMAGE" in r.stdout, r.stdout + r.stderr[-3000:]
+    image = r.stdout.split("IMAGE", 1)[1].split()
+    assert int(image[0]) > 5 * 64 and 1 <= int(image[1]) <= 3
+    assert int(r.stdout.split("TEXT", 1)[1].split()[0]) < 20  # no image tokens in a text chat
+    assert "REFUSED False" in r.stdout and "cannot see images" in r.stdout
+    assert "SKIPPED False True" in r.stdout  # an unrelated projector does not break loading
+    assert "EXPLICIT" in r.stdout and "mmproj-other.gguf" in r.stdout  # a named one must fit

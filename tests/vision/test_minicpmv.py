@@ -210,3 +210,19 @@ def test_placeholders_with_a_sentencepiece_tokenizer(tmp_path):
     run = tok.encode("</image><slice><image>", add_bos=False)
     assert [ids_of[m] for m in ("</image>", "<slice>", "<image>")] == [t for t in run
                                                                       if t in ids_of.values()]
+
+
+def test_load_routes_a_minicpmv_folder_to_the_vision_backend(backend, tiny_v):
+    """``minicpm.load(folder)`` picks the vision backend by config.json, and answers as the
+    directly built backend does."""
+    import minicpm
+
+    eng = minicpm.load(tiny_v[0], device="cpu")
+    try:
+        assert isinstance(eng.backend, TorchVisionBackend) and eng.info.vision
+        msgs = [{"role": "user", "content": "what is this"}]
+        img = _image(seed=4)
+        got = eng.chat(msgs, images=[img], temperature=0, max_tokens=4).read()
+        assert got == Engine(backend).chat(msgs, images=[img], temperature=0, max_tokens=4).read()
+    finally:
+        eng.close()

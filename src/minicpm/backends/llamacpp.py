@@ -6,7 +6,7 @@ import ctypes
 import logging
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import templates
@@ -14,7 +14,7 @@ from ..catalogue import STANDIN_HINT, ResolvedModel
 from ..errors import MiniCPMError, ModelFileError
 from ..gguf_check import read_gguf
 from ..sampling import SamplingParams
-from .base import Backend, EngineInfo
+from .base import Backend, EngineInfo, Usage
 
 log = logging.getLogger("minicpm.llamacpp")
 
@@ -90,6 +90,28 @@ class LlamaCppBackend(Backend):
             extra={"n_threads": threads, "n_ctx_train": summary.context_length,
                    "mup_repaired": sorted(overrides), "file_size": summary.file_size},
         )
+        # MiniCPM-V GGUFs come as a language model plus a vision projector (mmproj) beside it.
+        # An mmproj given by name must work; one merely found beside the file (a downloads
+        # folder may hold projectors for other models) is skipped with a warning if it does not fit.
+        self.vision: Any = None
+        projector = mmproj or resolved.mmproj
+        if projector:
+            from .llamacpp_vision import LlamaCppVision
+
+            try:
+                self.vision = LlamaCppVision(self.llm, projector, verbose=verbose)
+            except MiniCPMError as e:
+                if mmproj:
+                    self.close()
+                    raise
+                log.warning("not using %s for images: %s", projector, e)
+                self.info.extra["mmproj_skipped"] = str(e)
+            except BaseException:
+                self.close()
+                raise
+            if self.vision is not None:
+                self.info.vision = True
+                self.info.extra["mmproj"] = str(projector)
 
     def _token_text(self, tok: int) -> str:
         if tok < 0:
@@ -134,6 +156,15 @@ class LlamaCppBackend(Backend):
                     return
         finally:
             gen.close()
+
+    def stream_chat(self, messages: list[dict[str, str]], images: Sequence[Any],
+                    params: SamplingParams, cancel: threading.Event, usage: Usage
+                    ) -> Iterator[str] | None:
+        """Chats with images go through the projector's handler; text chats use the token
+        pipeline (exact template, stop strings, context checks)."""
+        if images and self.vision is not None:
+            return self.vision.stream_chat(messages, images, params, cancel, usage)
+        return super().stream_chat(messages, images, params, cancel, usage)
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
