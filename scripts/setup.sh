@@ -48,4 +48,12 @@ if ! python -c "import llama_cpp" 2>/dev/null; then
 fi
 
 python -m pip install -q -e ".[test,torch]"
+
+# The sidebar: an editable install cannot build it (no jlpm in pip's isolated build), so build
+# it here when Node.js is present; without Node the server, magics and CLI still work.
+if command -v node >/dev/null 2>&1; then
+  bash scripts/build-labextension.sh
+else
+  echo "Node.js not found: the JupyterLab sidebar is not built (everything else works)" >&2
+fi
 echo "set-up done: . .venv/bin/activate" >&2

@@ -27,27 +27,16 @@ if [ -z "${UI_SKIP_GALATA:-}" ] && [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIU
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
-step "labextension: node dependencies"
-(cd labextension && jlpm install --immutable)
-
-step "labextension: clean production build"
-# skip-if-exists in the wheel hook would reuse a stale build: always rebuild here
-(cd labextension && jlpm build:prod)
-
-step "labextension: jest unit tests"
-(cd labextension && jlpm test --ci)
-
 if ! python -c "import minicpm_server" 2>/dev/null; then
   step "installing the Python package (editable)"
   pip install -q --no-deps --no-build-isolation -e .
 fi
-# An editable install copies the labextension into the environment once (hatch shared-data):
-# put the fresh build there, laid out as the wheel does.
-DEST="$(python -c 'import sys; print(sys.prefix)')/share/jupyter/labextensions/jupyter-minicpm"
-step "labextension: installing the build into $DEST"
-rm -rf "$DEST" && mkdir -p "$(dirname "$DEST")"
-cp -r extension/minicpm_server/labextension "$DEST"
-cp labextension/install.json "$DEST/"
+
+step "labextension: build (if sources changed) and install into the environment"
+bash scripts/build-labextension.sh
+
+step "labextension: jest unit tests"
+(cd labextension && jlpm test --ci)
 jupyter labextension list 2>&1 | grep "jupyter-minicpm"
 
 if [ -n "${UI_SKIP_GALATA:-}" ]; then

@@ -36,8 +36,6 @@ class MiniCPM(LoggingConfigurable):
              "the remote backend, whose server batches.")
     max_queue = Int(64, config=True, help="Requests waiting beyond this are refused with 503.")
     chats_dir = Unicode(config=True, help="Where saved chats live (one JSON file each).")
-    allow_downloads = Bool(
-        False, config=True, help="Allow POST /minicpm/models/load to fetch models from the hub.")
     load_on_start = Bool(
         True, config=True, help="Load the model when the server starts (in the background); "
                                 "False = at first use.")
