@@ -73,8 +73,22 @@ def _worker(kind: str, model: str | None, n_prompt: int, n_new: int, threads: in
                "prefill_tps": len(prompt) / ttft, "decode_tps": (n - 1) / (end - first),
                "wall_s": end - start}
     res["load_s"] = load_s
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = peak_rss_mb()
     return res
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM belongs to the address space made at exec;
+    ru_maxrss on Linux carries over the parent's peak at fork, which inflates it after the
+    parent wrote a multi-GB synthetic model."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run(model: str | None, n_prompt: int, n_new: int, repeats: int,
