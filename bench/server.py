@@ -27,7 +27,19 @@ import websocket  # websocket-client
 import minicpm
 
 TOKEN = "bench"
+TOPICS = ["oceans", "mountains", "rivers", "forests", "deserts", "cities", "islands", "lakes",
+          "glaciers", "volcanoes", "meadows", "caves", "storms", "gardens", "bridges", "trains",
+          "castles", "harbours", "valleys", "canyons", "beaches", "markets", "libraries", "farms"]
 PROMPT = [{"role": "user", "content": "Write a short paragraph about the sea."}]
+
+
+def prompt(i: int) -> list[dict[str, str]]:
+    """Prompt number i: same shape for every i, different from the first words, so that no
+    request reuses much of llama.cpp's prompt-prefix cache from the one before it (each TTFT is
+    a near-full prefill). Every request in a run gets its own number."""
+    topic = TOPICS[i % len(TOPICS)]
+    return [{"role": "system", "content": f"{topic.capitalize()} are your subject today."},
+            {"role": "user", "content": f"Write a short paragraph about {topic}."}]
 
 
 def start_server(model: str, n_ctx: int, threads: int, concurrency: int) -> tuple[Any, str]:
@@ -62,21 +74,21 @@ def rate(t0: float, stamps: list[float], n_tokens: int) -> tuple[float, float]:
     return ttft, (n_tokens - 1) / dec if dec > 0 and n_tokens > 1 else 0.0
 
 
-def in_process(engine: minicpm.Engine, max_tokens: int) -> tuple[float, float]:
+def in_process(engine: minicpm.Engine, max_tokens: int, msgs: list[dict[str, str]] = PROMPT
+               ) -> tuple[float, float]:
     t0 = time.perf_counter()
     stamps = []
-    gen = engine.chat(PROMPT, max_tokens=max_tokens, temperature=0, ignore_eos=True) \
-        if "ignore_eos" in minicpm.SamplingParams.__dataclass_fields__ else \
-        engine.chat(PROMPT, max_tokens=max_tokens, temperature=0)
+    gen = engine.chat(msgs, max_tokens=max_tokens, temperature=0, ignore_eos=True)
     for _ in gen:
         stamps.append(time.perf_counter())
     return rate(t0, stamps, gen.usage.completion_tokens)
 
 
-def ws_once(ws: Any, rid: str, max_tokens: int) -> tuple[float, float, dict[str, Any]]:
-    sampling = {"max_tokens": max_tokens, "temperature": 0}
+def ws_once(ws: Any, rid: str, max_tokens: int, msgs: list[dict[str, str]] = PROMPT
+            ) -> tuple[float, float, dict[str, Any]]:
+    sampling = {"max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
     t0 = time.perf_counter()
-    ws.send(json.dumps({"type": "chat", "id": rid, "messages": PROMPT, "sampling": sampling,
+    ws.send(json.dumps({"type": "chat", "id": rid, "messages": msgs, "sampling": sampling,
                         "context": []}))
     stamps = []
     while True:
@@ -98,7 +110,8 @@ def ws_connect(url: str) -> Any:
                                        header=[f"Authorization: token {TOKEN}"])
 
 
-def openai_once(url: str, max_tokens: int) -> tuple[float, float]:
+def openai_once(url: str, max_tokens: int, msgs: list[dict[str, str]] = PROMPT
+                ) -> tuple[float, float]:
     import openai
 
     client = openai.OpenAI(base_url=url + "/minicpm/v1", api_key=TOKEN, max_retries=0)
@@ -106,8 +119,8 @@ def openai_once(url: str, max_tokens: int) -> tuple[float, float]:
     stamps = []
     n = 0
     stream = client.chat.completions.create(
-        model="default", messages=PROMPT, max_tokens=max_tokens, temperature=0, stream=True,
-        stream_options={"include_usage": True})
+        model="default", messages=msgs, max_tokens=max_tokens, temperature=0, stream=True,
+        stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
     for c in stream:
         if c.choices and c.choices[0].delta.content:
             stamps.append(time.perf_counter())
@@ -158,21 +171,25 @@ def main() -> None:
     ap.add_argument("--load-max-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=1024)
+    ap.add_argument("--json", help="also write the result to this file")
     a = ap.parse_args()
 
     engine = minicpm.load(a.model, n_ctx=a.n_ctx, n_threads=a.threads)
     print(f"model: {engine.info.label}", file=sys.stderr)
-    inproc = [in_process(engine, a.max_tokens) for _ in range(a.runs)]
-    engine.close()  # free the cores for the server's copy
-
     proc, url = start_server(a.model, a.n_ctx, a.threads, 1)
     try:
         ps = psutil.Process(proc.pid)
         ws = ws_connect(url)
         ws_once(ws, "warm", 4)
-        wsr = [ws_once(ws, f"w{i}", a.max_tokens)[:2] for i in range(a.runs)]
+        # Interleaved, every path generating exactly max_tokens (ignore_eos): drift of a shared
+        # machine hits all three alike. An idle engine holds memory, not cores.
+        inproc, wsr, oar = [], [], []
+        for i in range(a.runs):
+            inproc.append(in_process(engine, a.max_tokens, prompt(3 * i)))
+            wsr.append(ws_once(ws, f"w{i}", a.max_tokens, prompt(3 * i + 1))[:2])
+            oar.append(openai_once(url, a.max_tokens, prompt(3 * i + 2)))
         ws.close()
-        oar = [openai_once(url, a.max_tokens) for _ in range(a.runs)]
+        engine.close()
         rss_before = ps.memory_info().rss
         load = load_test(url, a.clients, a.duration, a.load_max_tokens)
         rss_after = ps.memory_info().rss
@@ -197,7 +214,31 @@ def main() -> None:
                  "rss_before_mib": round(rss_before / 2**20, 1),
                  "rss_after_mib": round(rss_after / 2**20, 1)},
     }
+    print_table(out)
     print(json.dumps(out, indent=2))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+def print_table(out: dict[str, Any]) -> None:
+    """A human table on stderr; stdout carries the JSON."""
+    rows = [("in-process Engine.chat", out["in_process"], 1.0, 0.0),
+            ("WebSocket /minicpm/chat", out["websocket"], out["websocket_vs_in_process"],
+             out["websocket_added_ttft_ms"]),
+            ("OpenAI SSE (openai client)", out["openai_sse"], out["openai_vs_in_process"],
+             out["openai_added_ttft_ms"])]
+    err = sys.stderr
+    print(f"{'path':28s} {'TTFT ms':>8s} {'decode tok/s':>13s} {'vs in-process':>14s} "
+          f"{'added TTFT ms':>14s}", file=err)
+    for name, m, ratio, added in rows:
+        print(f"{name:28s} {m['ttft_ms']:8.1f} {m['tokens_per_s']:13.1f} {ratio:14.3f} "
+              f"{added:14.1f}", file=err)
+    ld = out["load"]
+    print(f"load: {ld['clients']} clients x {ld['duration_s']:.0f} s, {ld['requests']} requests, "
+          f"errors {len(ld['errors'])}, all finished {ld['clients_all_finished']}, "
+          f"p50 {ld['p50_s']:.2f} s, p95 {ld['p95_s']:.2f} s, server RSS "
+          f"{ld['rss_before_mib']} -> {ld['rss_after_mib']} MiB", file=err)
 
 
 if __name__ == "__main__":

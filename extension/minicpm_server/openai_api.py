@@ -25,10 +25,12 @@ from .handlers import BaseHandler
 from .images import DecodedImage, decode_image
 
 ALIASES = ("", "default", "minicpm")
-# OpenAI fields we accept and map; other fields (user, logprobs, …) are ignored.
+# OpenAI fields we accept and map; other fields (user, logprobs, …) are ignored. top_k,
+# repetition_penalty and ignore_eos are the extensions vLLM and llama-server accept too.
 SAMPLING_MAP = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
                 "max_tokens": "max_tokens", "max_completion_tokens": "max_tokens",
-                "seed": "seed", "stop": "stop", "repetition_penalty": "repetition_penalty"}
+                "seed": "seed", "stop": "stop", "repetition_penalty": "repetition_penalty",
+                "ignore_eos": "ignore_eos"}
 
 
 class OpenAIHandler(BaseHandler):

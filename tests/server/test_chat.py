@@ -174,6 +174,15 @@ def test_openai_client(real_server: str) -> None:
         client.chat.completions.create(model="gpt-4", max_tokens=4,
                                        messages=[{"role": "user", "content": "x"}])
     assert "not loaded" in str(e.value)
+    # vLLM / llama-server's ignore_eos extension: exactly max_tokens, finish_reason "length"
+    # (greedy, the stand-in answers this in a few tokens and stops).
+    sum_q = [{"role": "user", "content": "What is 2+2? Answer with one number."}]
+    short = client.chat.completions.create(model=model, messages=sum_q, max_tokens=24,
+                                           temperature=0)
+    full = client.chat.completions.create(model=model, messages=sum_q, max_tokens=24,
+                                          temperature=0, extra_body={"ignore_eos": True})
+    assert short.usage.completion_tokens < 24 and short.choices[0].finish_reason == "stop"
+    assert full.usage.completion_tokens == 24 and full.choices[0].finish_reason == "length"
     client.close()
 
 
