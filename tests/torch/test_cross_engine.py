@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_config, random_weights, write_folder
+from torch_testlib import make_config, random_weights, write_folder
 
 import minicpm
 from minicpm.sampling import SamplingParams

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import reference_logits
+from torch_testlib import reference_logits
 
 import minicpm
 from minicpm.sampling import SamplingParams, sample_token

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import requires_cuda
+from torch_testlib import requires_cuda
 
 from minicpm.torch import kernels
 from minicpm.torch.quantize import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_config, random_weights, reference_logits, write_folder
+from torch_testlib import make_config, random_weights, reference_logits, write_folder
 
 from minicpm.errors import ModelFileError, OutOfMemoryError, UnsupportedModelError
 from minicpm.torch import loader

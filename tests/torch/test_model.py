@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, reference_logits
+from torch_testlib import CONFIGS, reference_logits
 
 from minicpm.torch.loader import load_model
 

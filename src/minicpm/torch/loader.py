@@ -147,6 +147,16 @@ def check_memory(name: str, cfg: ModelConfig, dtype: torch.dtype, n_ctx: int, de
                                f"on {device})", need, have)
 
 
+def open_safetensors(path: Path) -> Any:
+    """A safetensors file opened lazily (use as a context manager); unreadable → ModelFileError."""
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own types
+        raise ModelFileError(path, f"cannot read safetensors ({e})") from e
+
+
 def _our_name(hf: str) -> str:
     return hf.removeprefix("model.")
 
@@ -154,17 +164,11 @@ def _our_name(hf: str) -> str:
 def load_state(files: list[Path], cfg: ModelConfig, dtype: torch.dtype, device: str,
                gptq: dict[str, Any] | None) -> dict[str, torch.Tensor]:
     """Every tensor under our names, in dtype, on device; experts stacked; GPTQ dequantized."""
-    from safetensors import safe_open
-
     state: dict[str, torch.Tensor] = {}
     experts: dict[tuple[int, str], dict[int, torch.Tensor]] = {}
     gptq_parts: dict[str, dict[str, torch.Tensor]] = {}
     for path in files:
-        try:
-            f = safe_open(str(path), framework="pt", device="cpu")
-        except Exception as e:  # noqa: BLE001 - safetensors raises its own types
-            raise ModelFileError(path, f"cannot read safetensors ({e})") from e
-        with f:
+        with open_safetensors(path) as f:
             for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                 name = _our_name(key)
                 if name.endswith("rotary_emb.inv_freq"):

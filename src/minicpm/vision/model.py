@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ModelFileError, UnsupportedModelError
+from ..torch import loader
 from ..torch.model import MiniCPM, ModelConfig
 from . import slicing
 from .resampler import Resampler
@@ -151,17 +152,11 @@ class MiniCPMV(nn.Module):
 # --- loading ---------------------------------------------------------------------------------
 def _split_state(files: list[Path], dtype: torch.dtype, device: str
                  ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
-    from safetensors import safe_open
-
     llm: dict[str, Tensor] = {}
     vpm: dict[str, Tensor] = {}
     res: dict[str, Tensor] = {}
     for path in files:
-        try:
-            f = safe_open(str(path), framework="pt", device="cpu")
-        except Exception as e:  # noqa: BLE001 - safetensors raises its own types
-            raise ModelFileError(path, f"cannot read safetensors ({e})") from e
-        with f:
+        with loader.open_safetensors(path) as f:
             for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                 t = f.get_tensor(key)
                 if key.startswith("llm."):
@@ -178,7 +173,6 @@ def _split_state(files: list[Path], dtype: torch.dtype, device: str
 def load_minicpmv(folder: str | Path, device: str = "cpu", dtype: str | torch.dtype | None = None
                   ) -> tuple[MiniCPMV, dict[str, Any]]:
     """Load a MiniCPM-V folder; returns (model, raw config)."""
-    from ..torch import loader
 
     folder = Path(folder)
     raw = loader.read_config(folder)
