@@ -20,35 +20,28 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def kernel() -> Iterator[Kernel]:
-    km, kc = start_new_kernel(kernel_name="python3", env=_env())
-    k = Kernel(km, kc)
-    k.ok("%load_ext minicpm")
-    # small, reproducible answers: the test model's text varies, its structure does not
-    k.ok("%config MiniCPMMagics.update_interval = 0.02")
-    k.ok("%config MiniCPMMagics.load_options = {\"n_ctx\": 1024, \"n_threads\": 2}")
-    try:
-        yield k
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    yield from _start("minicpm")
 
 
 @pytest.fixture(scope="module")
 def fresh_kernel_module() -> Iterator[Kernel]:
     """A kernel where no cell has failed yet and no model is loaded."""
-    yield from _fresh()
+    yield from _start("minicpm_magics")
 
 
 @pytest.fixture()
 def fresh_kernel() -> Iterator[Kernel]:
     """A kernel of its own (an interrupt, a notebook)."""
-    yield from _fresh()
+    yield from _start("minicpm_magics")
 
 
-def _fresh() -> Iterator[Kernel]:
+def _start(extension: str) -> Iterator[Kernel]:
+    """A kernel with the magics loaded through ``extension`` (``minicpm`` delegates to
+    ``minicpm_magics``; the tests use both names)."""
     km, kc = start_new_kernel(kernel_name="python3", env=_env())
     k = Kernel(km, kc)
-    k.ok("%load_ext minicpm_magics")
+    k.ok(f"%load_ext {extension}")
+    # small, reproducible answers: the test model's text varies, its structure does not
     k.ok("%config MiniCPMMagics.update_interval = 0.02")
     k.ok("%config MiniCPMMagics.load_options = {\"n_ctx\": 1024, \"n_threads\": 2}")
     try:
