@@ -5,8 +5,10 @@ was imported first)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,9 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from minicpm.testing import reference  # noqa: E402
+from minicpm.testing.tiny import TinyConfig  # noqa: E402
 
 BASE = dict(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
@@ -75,74 +80,25 @@ def random_weights(cfg: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
 
 
 # --- float64 reference --------------------------------------------------------------------------
-def _rms(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
-    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
-
-
 def reference_logits(cfg: dict[str, Any], wts: dict[str, np.ndarray],
                      tokens: list[int]) -> np.ndarray:
-    """Logits [T, V] in float64 for a whole sequence (no cache)."""
-    W = {k: v.astype(np.float64) for k, v in wts.items()}
-    h, L = cfg["hidden_size"], cfg["num_hidden_layers"]
-    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    d, eps, T = h // nh, cfg["rms_norm_eps"], len(tokens)
-    mup = "minicpm" in cfg.get("model_type", "")
-    res = cfg["scale_depth"] / math.sqrt(L) if mup else 1.0
-    x = W["model.embed_tokens.weight"][tokens] * (cfg["scale_emb"] if mup else 1.0)
-    base = cfg["rope_theta"]
-    rs = cfg.get("rope_scaling")
-    if rs and T > cfg["max_position_embeddings"]:  # dynamic NTK at sequence length T
-        f, mp = rs["factor"], cfg["max_position_embeddings"]
-        base = base * (f * T / mp - (f - 1)) ** (d / (d - 2))
-    inv = base ** (-np.arange(0, d, 2) / d)
-    ang = np.arange(T)[:, None] * inv[None, :]
-    cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+    """Logits [T, V] in float64 for a whole sequence (no cache), from the package's reference
+    forward (minicpm.testing.reference, written from the formulas, not from the torch engine)."""
+    known = {f.name for f in dataclasses.fields(TinyConfig)} - {"architecture", "extra"}
+    tiny = TinyConfig(**{k: v for k, v in cfg.items() if k in known},
+                      architecture="minicpm" if "minicpm" in cfg.get("model_type", "") else "llama")
+    return reference.forward(tiny, _mixtral_expert_names(wts), tokens)
 
-    def rope(v: np.ndarray) -> np.ndarray:  # [heads, T, d]
-        rot = np.concatenate([-v[..., d // 2:], v[..., : d // 2]], -1)
-        return v * cos + rot * sin
 
-    def silu(z: np.ndarray) -> np.ndarray:
-        return z / (1 + np.exp(-z))
-
-    causal = np.tril(np.ones((T, T), dtype=bool))
-    for layer in range(L):
-        p = f"model.layers.{layer}."
-        a = _rms(x, W[p + "input_layernorm.weight"], eps)
-        q = (a @ W[p + "self_attn.q_proj.weight"].T).reshape(T, nh, d).transpose(1, 0, 2)
-        k = (a @ W[p + "self_attn.k_proj.weight"].T).reshape(T, nkv, d).transpose(1, 0, 2)
-        v = (a @ W[p + "self_attn.v_proj.weight"].T).reshape(T, nkv, d).transpose(1, 0, 2)
-        q, k = rope(q), rope(k)
-        rep = nh // nkv
-        k, v = np.repeat(k, rep, 0), np.repeat(v, rep, 0)
-        s = q @ k.transpose(0, 2, 1) / math.sqrt(d)
-        s = np.where(causal, s, -np.inf)
-        s = np.exp(s - s.max(-1, keepdims=True))
-        s /= s.sum(-1, keepdims=True)
-        o = (s @ v).transpose(1, 0, 2).reshape(T, nh * d) @ W[p + "self_attn.o_proj.weight"].T
-        x = x + o * res
-        m = _rms(x, W[p + "post_attention_layernorm.weight"], eps)
-        if cfg.get("num_experts"):
-            logits = m @ W[p + "mlp.gate.weight"].T
-            probs = np.exp(logits - logits.max(-1, keepdims=True))
-            probs /= probs.sum(-1, keepdims=True)
-            y = np.zeros_like(m)
-            for t in range(T):
-                top = np.argsort(-probs[t])[: cfg["num_experts_per_tok"]]
-                wsum = probs[t, top].sum()
-                for e in top:
-                    q_ = f"{p}mlp.experts.{e}."
-                    g = silu(m[t] @ W[q_ + "gate_proj.weight"].T) * (m[t] @ W[q_ + "up_proj.weight"].T)
-                    y[t] += probs[t, e] / wsum * (g @ W[q_ + "down_proj.weight"].T)
-        else:
-            g = silu(m @ W[p + "mlp.gate_proj.weight"].T) * (m @ W[p + "mlp.up_proj.weight"].T)
-            y = g @ W[p + "mlp.down_proj.weight"].T
-        x = x + y * res
-    x = _rms(x, W["model.norm.weight"], eps)
-    if mup:
-        x = x / (h / cfg["dim_model_base"])
-    head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
-    return x @ head.T
+def _mixtral_expert_names(wts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """These folders name experts gate_proj/up_proj/down_proj (the loader takes both); the
+    reference reads MiniCPM-MoE's w1/w3/w2."""
+    rename = {"gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"}
+    out = {}
+    for k, v in wts.items():
+        m = re.match(r"^(model\.layers\.\d+\.mlp\.experts\.\d+\.)(\w+)(\.weight)$", k)
+        out[m[1] + rename.get(m[2], m[2]) + m[3] if m else k] = v
+    return out
 
 
 # --- folders ------------------------------------------------------------------------------------
