@@ -30,7 +30,7 @@ TOKEN = "bench"
 TOPICS = ["oceans", "mountains", "rivers", "forests", "deserts", "cities", "islands", "lakes",
           "glaciers", "volcanoes", "meadows", "caves", "storms", "gardens", "bridges", "trains",
           "castles", "harbours", "valleys", "canyons", "beaches", "markets", "libraries", "farms"]
-PROMPT = [{"role": "user", "content": "Write a short paragraph about the sea."}]
+PROMPT = [{"role": "user", "content": "Write a short paragraph about the sea."}]  # load test
 
 
 def prompt(i: int) -> list[dict[str, str]]:
@@ -74,7 +74,7 @@ def rate(t0: float, stamps: list[float], n_tokens: int) -> tuple[float, float]:
     return ttft, (n_tokens - 1) / dec if dec > 0 and n_tokens > 1 else 0.0
 
 
-def in_process(engine: minicpm.Engine, max_tokens: int, msgs: list[dict[str, str]] = PROMPT
+def in_process(engine: minicpm.Engine, max_tokens: int, msgs: list[dict[str, str]]
                ) -> tuple[float, float]:
     t0 = time.perf_counter()
     stamps = []
@@ -84,7 +84,7 @@ def in_process(engine: minicpm.Engine, max_tokens: int, msgs: list[dict[str, str
     return rate(t0, stamps, gen.usage.completion_tokens)
 
 
-def ws_once(ws: Any, rid: str, max_tokens: int, msgs: list[dict[str, str]] = PROMPT
+def ws_once(ws: Any, rid: str, max_tokens: int, msgs: list[dict[str, str]]
             ) -> tuple[float, float, dict[str, Any]]:
     sampling = {"max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
     t0 = time.perf_counter()
@@ -110,7 +110,7 @@ def ws_connect(url: str) -> Any:
                                        header=[f"Authorization: token {TOKEN}"])
 
 
-def openai_once(url: str, max_tokens: int, msgs: list[dict[str, str]] = PROMPT
+def openai_once(url: str, max_tokens: int, msgs: list[dict[str, str]]
                 ) -> tuple[float, float]:
     import openai
 
@@ -142,7 +142,7 @@ def load_test(url: str, clients: int, duration: float, max_tokens: int) -> dict[
             k = 0
             while time.monotonic() < stop_at:
                 t0 = time.perf_counter()
-                ws_once(ws, f"c{i}-{k}", max_tokens)
+                ws_once(ws, f"c{i}-{k}", max_tokens, PROMPT)
                 lat.append(time.perf_counter() - t0)
                 done_counts[i] += 1
                 k += 1
@@ -180,7 +180,7 @@ def main() -> None:
     try:
         ps = psutil.Process(proc.pid)
         ws = ws_connect(url)
-        ws_once(ws, "warm", 4)
+        ws_once(ws, "warm", 4, PROMPT)
         # Interleaved, every path generating exactly max_tokens (ignore_eos): drift of a shared
         # machine hits all three alike. An idle engine holds memory, not cores.
         inproc, wsr, oar = [], [], []
