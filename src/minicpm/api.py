@@ -210,7 +210,7 @@ def load(model: str | Path | None = None, backend: str = "auto", **options: Any)
             ) from e
         from .vision.model import is_minicpmv_folder
 
-        if resolved.path.is_dir() and is_minicpmv_folder(resolved.path):
+        if is_minicpmv_folder(resolved.path):  # config.json says minicpmv
             from .vision.backend import TorchVisionBackend
 
             b = TorchVisionBackend(resolved, **options)
