@@ -1,5 +1,5 @@
-"""Hugging Face folder → MiniCPM module: config.json, (sharded) safetensors in fp32/bf16/fp16 or
-GPTQ int4, checked against free memory before a byte is allocated."""
+"""Hugging Face folder → MiniCPM module: config.json (→ ModelConfig), (sharded) safetensors in
+fp32/bf16/fp16 or GPTQ int4, checked against free memory before a byte is allocated."""
 
 from __future__ import annotations
 
@@ -37,6 +37,45 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
         return DTYPES[str(dtype).lower()]
     except KeyError:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}") from None
+
+
+def config_from_hf(cfg: dict[str, Any]) -> ModelConfig:
+    """A Hugging Face config.json (MiniCPMForCausalLM or LlamaForCausalLM) → ModelConfig."""
+    arch = " ".join(cfg.get("architectures") or []) + " " + str(cfg.get("model_type", ""))
+    is_minicpm = "minicpm" in arch.lower()
+    heads = int(cfg["num_attention_heads"])
+    hidden = int(cfg["hidden_size"])
+    eos = cfg.get("eos_token_id", 2)
+    scaling = cfg.get("rope_scaling") or None
+    if scaling is not None:
+        kind = scaling.get("type") or scaling.get("rope_type")
+        if kind not in ("dynamic", "default", None):
+            raise ValueError(f"rope_scaling type {kind!r} is not supported (only 'dynamic')")
+        scaling = None if kind in ("default", None) else {"type": "dynamic",
+                                                           "factor": float(scaling["factor"])}
+    return ModelConfig(
+        vocab_size=int(cfg["vocab_size"]),
+        hidden_size=hidden,
+        intermediate_size=int(cfg["intermediate_size"]),
+        num_layers=int(cfg["num_hidden_layers"]),
+        num_heads=heads,
+        num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
+        head_dim=int(cfg.get("head_dim") or hidden // heads),
+        max_position_embeddings=int(cfg.get("max_position_embeddings", 4096)),
+        rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
+        rope_theta=float(cfg.get("rope_theta", 10000.0)),
+        rope_scaling=scaling,
+        scale_emb=float(cfg.get("scale_emb", 1.0)) if is_minicpm else 1.0,
+        scale_depth=float(cfg["scale_depth"]) if is_minicpm and cfg.get("scale_depth") else None,
+        dim_model_base=(float(cfg["dim_model_base"])
+                        if is_minicpm and cfg.get("dim_model_base") else None),
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        num_experts=int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0),
+        num_experts_per_tok=int(cfg.get("num_experts_per_tok", 2)),
+        architecture="minicpm" if is_minicpm else "llama",
+        bos_token_id=cfg.get("bos_token_id", 1),
+        eos_token_id=list(eos) if isinstance(eos, list) else [int(eos)],
+    )
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -97,7 +136,7 @@ def plan(folder: Path) -> Plan:
         raise UnsupportedModelError(folder, f"architecture {arch.strip()!r} is not a MiniCPM "
                                             "or Llama text model")
     try:
-        cfg = ModelConfig.from_hf(raw)
+        cfg = config_from_hf(raw)
     except (KeyError, ValueError) as e:
         raise UnsupportedModelError(folder / "config.json", f"unsupported config ({e})") from e
     files = weight_files(folder)

@@ -55,45 +55,6 @@ class ModelConfig:
         """What the final hidden state is divided by before lm_head."""
         return 1.0 if not self.dim_model_base else self.hidden_size / self.dim_model_base
 
-    @classmethod
-    def from_hf(cls, cfg: dict[str, Any]) -> ModelConfig:
-        """A Hugging Face config.json (MiniCPMForCausalLM or LlamaForCausalLM) → ModelConfig."""
-        arch = " ".join(cfg.get("architectures") or []) + " " + str(cfg.get("model_type", ""))
-        is_minicpm = "minicpm" in arch.lower()
-        heads = int(cfg["num_attention_heads"])
-        hidden = int(cfg["hidden_size"])
-        eos = cfg.get("eos_token_id", 2)
-        scaling = cfg.get("rope_scaling") or None
-        if scaling is not None:
-            kind = scaling.get("type") or scaling.get("rope_type")
-            if kind not in ("dynamic", "default", None):
-                raise ValueError(f"rope_scaling type {kind!r} is not supported (only 'dynamic')")
-            scaling = None if kind in ("default", None) else {"type": "dynamic",
-                                                               "factor": float(scaling["factor"])}
-        return cls(
-            vocab_size=int(cfg["vocab_size"]),
-            hidden_size=hidden,
-            intermediate_size=int(cfg["intermediate_size"]),
-            num_layers=int(cfg["num_hidden_layers"]),
-            num_heads=heads,
-            num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
-            head_dim=int(cfg.get("head_dim") or hidden // heads),
-            max_position_embeddings=int(cfg.get("max_position_embeddings", 4096)),
-            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
-            rope_theta=float(cfg.get("rope_theta", 10000.0)),
-            rope_scaling=scaling,
-            scale_emb=float(cfg.get("scale_emb", 1.0)) if is_minicpm else 1.0,
-            scale_depth=float(cfg["scale_depth"]) if is_minicpm and cfg.get("scale_depth") else None,
-            dim_model_base=(float(cfg["dim_model_base"])
-                            if is_minicpm and cfg.get("dim_model_base") else None),
-            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-            num_experts=int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0),
-            num_experts_per_tok=int(cfg.get("num_experts_per_tok", 2)),
-            architecture="minicpm" if is_minicpm else "llama",
-            bos_token_id=cfg.get("bos_token_id", 1),
-            eos_token_id=list(eos) if isinstance(eos, list) else [int(eos)],
-        )
-
     def num_parameters(self) -> int:
         h, i, e = self.hidden_size, self.intermediate_size, max(self.num_experts, 1)
         attn = h * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
@@ -107,14 +68,16 @@ def rope_inv_freq(cfg: ModelConfig, seq_len: Tensor, device: torch.device) -> Te
     """Inverse frequencies in fp32. Dynamic NTK (MiniCPM-2B-128k, as HF's
     DynamicNTKScalingRotaryEmbedding): past max_position_embeddings the base grows with the
     current sequence length L: base * (factor * L / max_pos - (factor - 1)) ** (d / (d - 2)).
-    ``seq_len`` is a 0-d tensor so that the decode step needs no host value (CUDA graphs)."""
+    ``seq_len`` is a 0-d tensor so that the decode step needs no host value (CUDA graphs), and
+    rope_theta stays a Python scalar: ``torch.tensor(theta, device=...)`` here would be a
+    host-to-device copy inside the captured decode step, which fails the capture."""
     d = cfg.head_dim
     exponents = torch.arange(0, d, 2, device=device, dtype=torch.float32) / d
-    base = torch.tensor(cfg.rope_theta, device=device, dtype=torch.float32)
-    if cfg.rope_scaling:
-        factor, max_pos = cfg.rope_scaling["factor"], cfg.max_position_embeddings
-        grown = base * (factor * seq_len.float() / max_pos - (factor - 1)) ** (d / (d - 2))
-        base = torch.where(seq_len > max_pos, grown, base)
+    if not cfg.rope_scaling:
+        return 1.0 / torch.pow(cfg.rope_theta, exponents)
+    factor, max_pos = cfg.rope_scaling["factor"], cfg.max_position_embeddings
+    growth = (factor * seq_len.float() / max_pos - (factor - 1)) ** (d / (d - 2))
+    base = cfg.rope_theta * torch.where(seq_len > max_pos, growth, 1.0)
     return 1.0 / base ** exponents
 
 
@@ -233,13 +196,33 @@ class MoE(nn.Module):
 
 
 class Block(nn.Module):
+    """One decoder layer. The residual adds are fused with the norm that follows them, so a
+    block takes the stream x together with h = input_layernorm(x) (computed by the previous
+    fused op) and hands back the next pair, normalised by ``next_norm`` (the next block's
+    input norm, or the final norm):
+
+        x = x + attn(h) * residual_scale;   h = post_attention_layernorm(x)
+        x = x + mlp(h)  * residual_scale;   h = next_norm(x)
+    """
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        self.residual_scale = cfg.residual_scale
+        self.eps = cfg.rms_norm_eps
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_attn = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp: nn.Module = MoE(cfg) if cfg.num_experts else MLP(cfg.hidden_size,
                                                                     cfg.intermediate_size)
+
+    def forward(self, x: Tensor, h: Tensor, rope: tuple[Tensor, Tensor], input_pos: Tensor,
+                kv_len: int | None, next_norm: RMSNorm) -> tuple[Tensor, Tensor]:
+        s, eps = self.residual_scale, self.eps
+        a = self.self_attn(h, *rope, input_pos, kv_len)
+        x, h = kernels.add_rms_norm(x, a, s, self.post_attention_layernorm.weight, eps)
+        m = self.mlp(h)
+        x, h = kernels.add_rms_norm(x, m, s, next_norm.weight, eps)
+        return x, h
 
 
 class MiniCPM(nn.Module):
@@ -276,23 +259,16 @@ class MiniCPM(nn.Module):
         cache to attend over (eager), None attends over the whole static cache (CUDA graph).
         last_only: logits of the last position only (prefill)."""
         x = self.embed(tokens) if input_embeds is None else input_embeds
-        t = x.shape[1]
         if input_pos is None:
-            input_pos = torch.arange(t, device=x.device)
+            input_pos = torch.arange(x.shape[1], device=x.device)
         # The sequence length that drives dynamic NTK: the last position written + 1.
-        cos, sin = rope_cos_sin(self.cfg, input_pos, input_pos[-1] + 1)
-        scale = self.cfg.residual_scale
-        h = self.layers[0].input_layernorm(x) if self.layers else x
-        for i, layer in enumerate(self.layers):
-            a = layer.self_attn(h, cos, sin, input_pos, kv_len)
-            x, h = kernels.add_rms_norm(x, a, scale, layer.post_attention_layernorm.weight,
-                                        self.cfg.rms_norm_eps)
-            m = layer.mlp(h)
-            nxt = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.norm
-            x, h = kernels.add_rms_norm(x, m, scale, nxt.weight, self.cfg.rms_norm_eps)
+        rope = rope_cos_sin(self.cfg, input_pos, input_pos[-1] + 1)
+        norms = [layer.input_layernorm for layer in self.layers] + [self.norm]
+        h = norms[0](x)
+        for layer, next_norm in zip(self.layers, norms[1:], strict=True):
+            x, h = layer(x, h, rope, input_pos, kv_len, next_norm)
         if last_only:
             h = h[:, -1:]
         h = h / self.cfg.logit_scale
-        w = self.embed_tokens.weight if self.lm_head is None else None
-        logits = F.linear(h, w) if w is not None else self.lm_head(h)  # type: ignore[misc]
+        logits = F.linear(h, self.embed_tokens.weight) if self.lm_head is None else self.lm_head(h)
         return logits.float()

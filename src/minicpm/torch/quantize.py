@@ -29,17 +29,20 @@ def quantize_int8(w: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def quantize_int4(w: Tensor, group: int = DEFAULT_GROUP) -> tuple[Tensor, Tensor, Tensor]:
-    """→ packed [out, in/2] uint8, scales [out, in/group] fp32, zeros [out, in/group] fp32."""
+    """→ packed [out, in/2] uint8, scales [out, ceil(in/group)] fp32, zeros (same shape) fp32.
+    A last, partial group is quantized on its own columns: the zero padding that fills it does
+    not move its min/max (both are clamped to include 0 anyway)."""
     out, n_in = w.shape
-    if n_in % group or group % 2:
-        raise ValueError(f"int4 needs in_features ({n_in}) divisible by the group size ({group})")
-    wf = w.float().view(out, n_in // group, group)
+    if n_in % 2 or group % 2:
+        raise ValueError(f"int4 needs even in_features ({n_in}) and group size ({group})")
+    groups = -(-n_in // group)
+    wf = torch.nn.functional.pad(w.float(), (0, groups * group - n_in)).view(out, groups, group)
     lo = wf.amin(dim=-1).clamp(max=0.0)
     hi = wf.amax(dim=-1).clamp(min=0.0)
     scale = ((hi - lo) / 15.0).clamp(min=1e-8)
     zero = torch.round(-lo / scale).clamp(0, 15)
     q = torch.round(wf / scale[..., None] + zero[..., None]).clamp(0, 15).to(torch.uint8)
-    return pack_int4(q.view(out, n_in)), scale, zero
+    return pack_int4(q.view(out, groups * group)[:, :n_in]), scale, zero
 
 
 def pack_int4(q: Tensor) -> Tensor:

@@ -1,6 +1,8 @@
-"""Triton kernels for CUDA (imported lazily by kernels.py; never on CPU). Each has a plain-torch
-twin in kernels.py that defines what it must compute; tests/torch/test_kernels.py compares them
-on a GPU (marked `gpu`).
+"""Triton kernels for CUDA (imported lazily by kernels.py). Each has a plain-torch twin in
+kernels.py that defines what it must compute; tests/torch/test_triton_interpreter.py runs them
+on CPU under Triton's interpreter (TRITON_INTERPRET=1) against the twins and a float64 formula,
+and tests/torch/test_kernels.py on a GPU (marked `gpu`). Every wrapper takes optional output
+tensors (the tests surround them with guard zones).
 
 Row-wise kernels (norms, RoPE) take one program per row with the whole row in registers
 (hidden ≤ 8192 for every MiniCPM); the GEMVs are for decode (a handful of rows of x), where the
@@ -33,21 +35,23 @@ def _add_rms_norm_kernel(x_ptr, d_ptr, w_ptr, out_x_ptr, out_h_ptr, n_cols, scal
     tl.store(out_h_ptr + row * n_cols + cols, h.to(out_h_ptr.dtype.element_ty), mask=mask)
 
 
-def add_rms_norm(x: Tensor, delta: Tensor, scale: float, weight: Tensor,
-                 eps: float) -> tuple[Tensor, Tensor]:
+def add_rms_norm(x: Tensor, delta: Tensor, scale: float, weight: Tensor, eps: float,
+                 out_x: Tensor | None = None, out_h: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor]:
     shape = x.shape
     x2, d2 = x.reshape(-1, shape[-1]).contiguous(), delta.reshape(-1, shape[-1]).contiguous()
-    out_x, out_h = torch.empty_like(x2), torch.empty_like(x2)
+    out_x = torch.empty_like(x2) if out_x is None else out_x
+    out_h = torch.empty_like(x2) if out_h is None else out_h
     n = shape[-1]
     _add_rms_norm_kernel[(x2.shape[0],)](x2, d2, weight, out_x, out_h, n, float(scale), eps,
                                          HAS_DELTA=True, BLOCK=triton.next_power_of_2(n))
     return out_x.view(shape), out_h.view(shape)
 
 
-def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+def rms_norm(x: Tensor, weight: Tensor, eps: float, out_h: Tensor | None = None) -> Tensor:
     shape = x.shape
     x2 = x.reshape(-1, shape[-1]).contiguous()
-    out_h = torch.empty_like(x2)
+    out_h = torch.empty_like(x2) if out_h is None else out_h
     n = shape[-1]
     _add_rms_norm_kernel[(x2.shape[0],)](x2, x2, weight, x2, out_h, n, 1.0, eps,
                                          HAS_DELTA=False, BLOCK=triton.next_power_of_2(n))
@@ -71,16 +75,18 @@ def _rope_kernel(x_ptr, out_ptr, cos_ptr, sin_ptr, seq_len, head_dim,
     tl.store(ob + HALF + i, (x2 * c + x1 * s).to(out_ptr.dtype.element_ty))
 
 
-def _rope_one(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+def _rope_one(x: Tensor, cos: Tensor, sin: Tensor, out: Tensor | None = None) -> Tensor:
     b, h, t, d = x.shape
     xc = x.contiguous()
-    out = torch.empty_like(xc)
+    out = torch.empty_like(xc) if out is None else out
     _rope_kernel[(b * h * t,)](xc, out, cos.contiguous(), sin.contiguous(), t, d, HALF=d // 2)
     return out
 
 
-def rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-    return _rope_one(q, cos, sin), _rope_one(k, cos, sin)
+def rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, out_q: Tensor | None = None,
+         out_k: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """head_dim // 2 must be a power of two (kernels.rope_triton_ok; else use the twin)."""
+    return _rope_one(q, cos, sin, out_q), _rope_one(k, cos, sin, out_k)
 
 
 # --- SwiGLU -----------------------------------------------------------------------------------
@@ -94,9 +100,9 @@ def _swiglu_kernel(g_ptr, u_ptr, out_ptr, n, BLOCK: tl.constexpr):
     tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def swiglu(gate: Tensor, up: Tensor) -> Tensor:
+def swiglu(gate: Tensor, up: Tensor, out: Tensor | None = None) -> Tensor:
     g, u = gate.contiguous(), up.contiguous()
-    out = torch.empty_like(g)
+    out = torch.empty_like(g) if out is None else out
     n = g.numel()
     _swiglu_kernel[(triton.cdiv(n, 1024),)](g, u, out, n, BLOCK=1024)
     return out
@@ -121,11 +127,11 @@ def _int8_gemv_kernel(x_ptr, w_ptr, s_ptr, out_ptr, N, K,
     tl.store(out_ptr + m * N + rows, (acc * s).to(out_ptr.dtype.element_ty), mask=rmask)
 
 
-def int8_matmul(x: Tensor, w_int8: Tensor, scale: Tensor) -> Tensor:
+def int8_matmul(x: Tensor, w_int8: Tensor, scale: Tensor, out: Tensor | None = None) -> Tensor:
     shape = x.shape
     x2 = x.reshape(-1, shape[-1]).contiguous()
     n, k = w_int8.shape
-    out = torch.empty(x2.shape[0], n, dtype=x.dtype, device=x.device)
+    out = torch.empty(x2.shape[0], n, dtype=x.dtype, device=x.device) if out is None else out
     grid = (x2.shape[0], triton.cdiv(n, 64))
     _int8_gemv_kernel[grid](x2, w_int8, scale, out, n, k, BLOCK_N=64, BLOCK_K=128)
     return out.view(*shape[:-1], n)
@@ -134,12 +140,13 @@ def int8_matmul(x: Tensor, w_int8: Tensor, scale: Tensor) -> Tensor:
 @triton.jit
 def _int4_gemv_kernel(x_ptr, p_ptr, s_ptr, z_ptr, out_ptr, N, K, G,
                       BLOCK_N: tl.constexpr, BLOCK_KH: tl.constexpr):
-    """packed [N, K/2] uint8 (even column in the low nibble), scales/zeros [N, K/G]."""
+    """packed [N, K/2] uint8 (even column in the low nibble), scales/zeros [N, ceil(K/G)]
+    (the last group may be partial)."""
     m = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < N
     kh_total = K // 2
-    n_groups = K // G
+    n_groups = (K + G - 1) // G
     acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for j0 in range(0, kh_total, BLOCK_KH):
         js = j0 + tl.arange(0, BLOCK_KH)
@@ -159,11 +166,12 @@ def _int4_gemv_kernel(x_ptr, p_ptr, s_ptr, z_ptr, out_ptr, N, K, G,
     tl.store(out_ptr + m * N + rows, acc.to(out_ptr.dtype.element_ty), mask=rmask)
 
 
-def int4_matmul(x: Tensor, packed: Tensor, scales: Tensor, zeros: Tensor, group: int) -> Tensor:
+def int4_matmul(x: Tensor, packed: Tensor, scales: Tensor, zeros: Tensor, group: int,
+                out: Tensor | None = None) -> Tensor:
     shape = x.shape
     x2 = x.reshape(-1, shape[-1]).contiguous()
     n, k = packed.shape[0], packed.shape[1] * 2
-    out = torch.empty(x2.shape[0], n, dtype=x.dtype, device=x.device)
+    out = torch.empty(x2.shape[0], n, dtype=x.dtype, device=x.device) if out is None else out
     grid = (x2.shape[0], triton.cdiv(n, 64))
     _int4_gemv_kernel[grid](x2, packed, scales, zeros, out, n, k, group,
                             BLOCK_N=64, BLOCK_KH=64)

@@ -182,7 +182,7 @@ def load_minicpmv(folder: str | Path, device: str = "cpu", dtype: str | torch.dt
     dt = loader.resolve_dtype(dtype, device)
     text_raw = {**raw, "architectures": ["MiniCPMForCausalLM"], "model_type": "minicpm"}
     try:
-        text = ModelConfig.from_hf(text_raw)
+        text = loader.config_from_hf(text_raw)
         vision = VisionConfig.from_hf(raw, folder / "config.json")
     except (KeyError, ValueError, TypeError) as e:
         raise UnsupportedModelError(folder / "config.json", f"unsupported config ({e})") from e
