@@ -7,12 +7,14 @@ cd "$(dirname "$0")/.."
 
 OUT=extension/minicpm_server/labextension
 stamp="$OUT/static/style.js"
-if [ -z "${FORCE:-}" ] && [ -f "$stamp" ] && [ -d labextension/node_modules ] && \
+if [ -z "${FORCE:-}" ] && [ -f "$stamp" ] && [ -d node_modules ] && \
    [ -z "$(find labextension/src labextension/style labextension/schema labextension/package.json \
-            labextension/yarn.lock -newer "$stamp" -print -quit 2>/dev/null)" ]; then
+            package.json yarn.lock -newer "$stamp" -print -quit 2>/dev/null)" ]; then
   echo "labextension: build is up to date" >&2
 else
-  (cd labextension && jlpm install --immutable && jlpm build:prod)
+  # one install at the workspace root (package.json) serves labextension/ and tests/ui/
+  jlpm install --immutable
+  (cd labextension && jlpm build:prod)
 fi
 
 # An editable install copies shared data into the environment only once: put the build there.

@@ -44,9 +44,6 @@ if [ -n "${UI_SKIP_GALATA:-}" ]; then
   exit 0
 fi
 
-step "galata: node dependencies"
-(cd tests/ui && jlpm install --immutable)
-
 step "galata: browser tests"
 rm -rf tests/ui/test-results/screenshots
 (cd tests/ui && CI=1 jlpm playwright test "$@")

@@ -297,9 +297,6 @@ export class MiniCPMClient {
             context: (request.context || []).map(stripClientFields),
             sampling: request.sampling || {}
           };
-          if (request.chat_id) {
-            frame.chat_id = request.chat_id;
-          }
           ws.send(JSON.stringify(frame));
         },
         err => {
@@ -328,7 +325,8 @@ export class MiniCPMClient {
 
 /** Drop frontend-only fields before a part goes to the server. */
 function stripClientFields(part: any): any {
-  const { truncated, ...rest } = part;
+  const { truncated, cellId, ...rest } = part;
   void truncated;
+  void cellId;
   return rest;
 }

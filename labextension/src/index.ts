@@ -9,7 +9,7 @@ import { CodeCell } from '@jupyterlab/cells';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ServerConnection } from '@jupyterlab/services';
-import { LabIcon } from '@jupyterlab/ui-components';
+import { LabIcon, bugIcon } from '@jupyterlab/ui-components';
 import { MiniCPMClient } from './api';
 import { NotebookBridge } from './notebook';
 import { ChatPanel, IMiniCPMSettings } from './panel';
@@ -87,20 +87,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.shell.activateById(panel.id);
     };
 
-    /** Attach `parts`, send `prompt`, with the panel shown. */
+    /** Attach `parts` and put `prompt` up for review (or send it: `sendActionsAtOnce`). */
     const ask = async (parts: IContextPart[], prompt: string, what: string) => {
       if (!parts.length) {
         Notification.warning(`MiniCPM: ${what}`, { autoClose: 3000 });
         return;
       }
       show();
-      if (panel.busy) {
+      if (panel.busy && panel.settings.sendActionsAtOnce) {
         Notification.info('MiniCPM is still answering; stop it first.', { autoClose: 3000 });
-        panel.attach(parts);
-        return;
       }
-      panel.attach(parts);
-      await panel.send(prompt);
+      await panel.prepare(parts, prompt);
     };
 
     /** A cell index from a context-menu click, else the active cell. */
@@ -157,7 +154,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.fixError, {
       label: 'MiniCPM: Fix error',
       caption: "Send the active cell and its traceback to MiniCPM",
-      isEnabled: () => !!tracker.currentWidget,
+      // only where there is an error to fix
+      isEnabled: args =>
+        !!tracker.currentWidget &&
+        notebooks.errorContext(typeof args.cellIndex === 'number' ? args.cellIndex : cellIndexFromEvent()).length > 0,
       execute: args => {
         const index = typeof args.cellIndex === 'number' ? args.cellIndex : cellIndexFromEvent();
         return ask(notebooks.errorContext(index), PROMPTS.fixError, 'this cell has no error output');
@@ -173,8 +173,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (hit) {
           parts = imageFromNode(hit, notebooks);
         }
+        const index = hit ? notebooks.indexOfNode(hit) : cellIndexFromEvent();
         if (!parts.length) {
-          parts = notebooks.imageContext(cellIndexFromEvent());
+          parts = notebooks.imageContext(index);
+        }
+        if (parts.length) {
+          parts = [...notebooks.codeContext(index), ...parts]; // the code that drew it, too
         }
         return ask(parts, PROMPTS.explainImage, 'no image output in this cell');
       }
@@ -253,7 +257,7 @@ function watchErrors(nb: NotebookPanel, app: JupyterFrontEnd): void {
           const b = document.createElement('button');
           b.className = 'jp-MiniCPM-fixButton jp-Button jp-mod-styled jp-mod-small';
           b.type = 'button';
-          b.textContent = '✦ Fix error with MiniCPM';
+          b.append(bugIcon.element({ tag: 'span', className: 'jp-MiniCPM-icon' }), 'Fix error with MiniCPM');
           b.setAttribute('aria-label', 'Fix this error with MiniCPM');
           b.dataset.testid = 'minicpm-fix-error';
           b.onclick = ev => {
@@ -263,7 +267,7 @@ function watchErrors(nb: NotebookPanel, app: JupyterFrontEnd): void {
             nb.content.activeCellIndex = idx;
             void app.commands.execute(CommandIDs.fixError, { cellIndex: idx });
           };
-          // inside the error output, top right (the output row is a flex row)
+          // inside the error output, below the traceback (never over its header line)
           const host = child.querySelector('.jp-OutputArea-output') || child;
           host.classList.add('jp-MiniCPM-hasFix');
           host.append(b);

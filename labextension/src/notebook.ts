@@ -28,6 +28,12 @@ export class NotebookBridge {
     return cell.model.toJSON() as unknown as ICellLike;
   }
 
+  /** Mark parts with their cell's id (frontend only): "Replace cell" finds the cell by it. */
+  private tag(parts: IContextPart[], cell: Cell): IContextPart[] {
+    parts.forEach(p => (p.cellId = cell.model.id));
+    return parts;
+  }
+
   activeIndex(): number {
     return this.panel ? this.panel.content.activeCellIndex : -1;
   }
@@ -57,7 +63,7 @@ export class NotebookBridge {
     if (images) {
       parts.push(...imageParts(json, index));
     }
-    return parts;
+    return this.tag(parts, cell);
   }
 
   /** The selected cells (or the active one). */
@@ -81,7 +87,7 @@ export class NotebookBridge {
       return [];
     }
     const json = this.cellJson(cell);
-    return [...outputParts(json, index), ...(images ? imageParts(json, index) : [])];
+    return this.tag([...outputParts(json, index), ...(images ? imageParts(json, index) : [])], cell);
   }
 
   errorContext(index = this.activeIndex()): IContextPart[] {
@@ -91,12 +97,21 @@ export class NotebookBridge {
     }
     const json = this.cellJson(cell);
     const err = errorPart(json, index);
-    return err ? [cellPart(json, index, this.language()), err] : [];
+    return err ? this.tag([cellPart(json, index, this.language()), err], cell) : [];
   }
 
   imageContext(index = this.activeIndex()): IContextPart[] {
     const cell = this.cellAt(index);
-    return cell ? imageParts(this.cellJson(cell), index) : [];
+    return cell ? this.tag(imageParts(this.cellJson(cell), index), cell) : [];
+  }
+
+  /** The code of the cell at `index` (Explain image sends the code that drew the figure). */
+  codeContext(index = this.activeIndex()): IContextPart[] {
+    const cell = this.cellAt(index);
+    if (!cell || cell.model.type !== 'code') {
+      return [];
+    }
+    return this.tag([cellPart(this.cellJson(cell), index, this.language())], cell);
   }
 
   notebookContext(budget: number): INotebookContext | null {
@@ -130,13 +145,35 @@ export class NotebookBridge {
     cell?.model.sharedModel.setSource(code);
   }
 
-  replaceActive(code: string): void {
-    const panel = this.requirePanel();
-    const cell = panel.content.activeCell;
-    if (!cell) {
-      throw new Error('No active cell to replace.');
+  private findCell(cellId?: string): { cell: Cell; index: number } | null {
+    const nb = this.requirePanel().content;
+    const index = cellId ? nb.widgets.findIndex(c => c.model.id === cellId) : nb.activeCellIndex;
+    return index >= 0 && index < nb.widgets.length ? { cell: nb.widgets[index], index } : null;
+  }
+
+  /**
+   * Replace the source of the cell `cellId` (the cell an answer was about), else of the active
+   * cell; returns what Undo needs.
+   */
+  replaceCell(code: string, cellId?: string): { cellId: string; previous: string; label: string } {
+    const found = this.findCell(cellId) || this.findCell();
+    if (!found) {
+      throw new Error('No cell to replace.');
     }
+    const { cell, index } = found;
+    const previous = cell.model.sharedModel.getSource();
     cell.model.sharedModel.setSource(code);
+    this.requirePanel().content.activeCellIndex = index;
+    return { cellId: cell.model.id, previous, label: `cell #${index + 1}` };
+  }
+
+  /** Undo of replaceCell. */
+  restoreCell(cellId: string, source: string): void {
+    const found = this.findCell(cellId);
+    if (!found) {
+      throw new Error('That cell is gone.');
+    }
+    found.cell.model.sharedModel.setSource(source);
   }
 
   async insertAndRun(code: string): Promise<void> {

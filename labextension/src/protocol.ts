@@ -23,6 +23,8 @@ export interface IContextPart {
   summary?: string;
   /** frontend only: was this part cut to fit the token budget (never sent) */
   truncated?: boolean;
+  /** frontend only: the notebook cell's id it came from ("Replace cell" targets it; never sent) */
+  cellId?: string;
 }
 
 export interface IChatMessage {
@@ -47,7 +49,6 @@ export interface IChatRequest {
   messages: IChatMessage[];
   context?: IContextPart[];
   sampling?: ISampling;
-  chat_id?: string;
 }
 
 export interface IUsage {
