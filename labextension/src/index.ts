@@ -11,6 +11,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon, bugIcon } from '@jupyterlab/ui-components';
 import { MiniCPMClient } from './api';
+import completerPlugin from './completer';
 import { NotebookBridge } from './notebook';
 import { ChatPanel, IMiniCPMSettings } from './panel';
 import { PROMPTS, parseDataUrl } from './context';
@@ -287,4 +288,4 @@ function watchErrors(nb: NotebookPanel, app: JupyterFrontEnd): void {
   nb.disposed.connect(() => observer.disconnect());
 }
 
-export default plugin;
+export default [plugin, completerPlugin];

@@ -1,0 +1,245 @@
+/**
+ * Inline completion client: the `/minicpm/complete` WebSocket (docs/protocol.md), the
+ * notebook → request mapping, and the debounce/supersede logic of the provider. No JupyterLab
+ * imports at run time, so jest can drive it with a fake socket.
+ */
+import { joinUrl } from './api';
+import type { IConnectionSettings } from './api';
+
+export type CompletionMode = 'line' | 'statement' | 'block';
+
+export interface ICompleterSettings {
+  enabled: boolean;
+  debounceMs: number;
+  maxTokens: number;
+  mode: CompletionMode;
+  /** Mode for a manual trigger (the shortcut): usually longer than the automatic one. */
+  manualMode: CompletionMode;
+}
+
+export const DEFAULT_SETTINGS: ICompleterSettings = {
+  enabled: true,
+  debounceMs: 250,
+  maxTokens: 48,
+  mode: 'line',
+  manualMode: 'block'
+};
+
+export interface ICellSource {
+  kind: 'code' | 'markdown' | 'raw';
+  source: string;
+}
+
+export interface ICompleteRequest {
+  prefix: string;
+  suffix: string;
+  cells: ICellSource[];
+  mode: CompletionMode;
+  language: string;
+  max_tokens: number;
+}
+
+/** One update of a suggestion: the whole text so far (not a delta). */
+export interface IInlineUpdate {
+  text: string;
+  done: boolean;
+  dropped?: string | null;
+  error?: string;
+}
+
+/** Most characters of earlier cells sent with a request: the server keeps about 1,024 tokens
+ * (roughly 4,000 characters of code); a margin lets it pick whole cells. */
+export const MAX_CONTEXT_CHARS = 24000;
+
+/** The nearest earlier cells that fit `maxChars`, in notebook order (whole cells only, so
+ * the same cells are sent for every keystroke in the current cell). */
+export function earlierCells(
+  cells: ICellSource[],
+  maxChars = MAX_CONTEXT_CHARS
+): ICellSource[] {
+  const out: ICellSource[] = [];
+  let used = 0;
+  for (let i = cells.length - 1; i >= 0; i--) {
+    used += cells[i].source.length;
+    if (used > maxChars) {
+      break;
+    }
+    out.unshift(cells[i]);
+  }
+  return out;
+}
+
+/** The completion socket's URL (token as query parameter, like the chat socket). */
+export function completeSocketUrl(settings: IConnectionSettings): string {
+  let url = joinUrl(settings.wsUrl, 'minicpm/complete');
+  if (settings.appendToken && settings.token) {
+    url += `?token=${encodeURIComponent(settings.token)}`;
+  }
+  return url;
+}
+
+/** A suggestion being streamed; `updates()` yields each new text, the final one `done`. */
+export class InlineStream {
+  text = '';
+  done = false;
+  private waiters: Array<() => void> = [];
+  private queue: IInlineUpdate[] = [];
+
+  constructor(readonly id: string) {}
+
+  push(update: IInlineUpdate): void {
+    if (this.done) {
+      return;
+    }
+    this.text = update.text;
+    this.done = update.done;
+    this.queue.push(update);
+    this.waiters.splice(0).forEach(w => w());
+  }
+
+  async *updates(): AsyncGenerator<IInlineUpdate> {
+    while (true) {
+      while (this.queue.length) {
+        // Each update is the whole text: a slow consumer skips to the newest.
+        const u = this.queue.splice(0).pop()!;
+        yield u;
+        if (u.done) {
+          return;
+        }
+      }
+      await new Promise<void>(resolve => this.waiters.push(resolve));
+    }
+  }
+}
+
+/** The socket, shared by every editor of the page; reconnects on the next request. */
+export class InlineCompletionClient {
+  private socket: WebSocket | null = null;
+  private opening: Promise<WebSocket> | null = null;
+  private streams = new Map<string, InlineStream>();
+  private seq = 0;
+
+  constructor(private settings: IConnectionSettings) {}
+
+  private connect(): Promise<WebSocket> {
+    if (this.socket && this.socket.readyState === 1) {
+      return Promise.resolve(this.socket);
+    }
+    if (this.opening) {
+      return this.opening;
+    }
+    const Ctor = this.settings.WebSocket || (globalThis as any).WebSocket;
+    this.opening = new Promise<WebSocket>((resolve, reject) => {
+      const ws: WebSocket = new Ctor(completeSocketUrl(this.settings));
+      ws.onopen = () => {
+        this.socket = ws;
+        this.opening = null;
+        resolve(ws);
+      };
+      ws.onerror = () => {
+        this.opening = null;
+        reject(new Error('cannot connect to minicpm/complete'));
+      };
+      ws.onclose = () => {
+        this.socket = null;
+        this.opening = null;
+        for (const s of this.streams.values()) {
+          s.push({ text: '', done: true, error: 'connection closed' });
+        }
+        this.streams.clear();
+      };
+      ws.onmessage = (ev: MessageEvent) => this.onFrame(JSON.parse(String(ev.data)));
+    });
+    return this.opening;
+  }
+
+  private onFrame(f: any): void {
+    const s = this.streams.get(String(f.id));
+    if (!s) {
+      return;
+    }
+    if (f.type === 'partial') {
+      s.push({ text: String(f.text ?? ''), done: false });
+    } else if (f.type === 'done') {
+      s.push({ text: String(f.text ?? ''), done: true, dropped: f.dropped ?? null });
+      this.streams.delete(s.id);
+    } else if (f.type === 'error') {
+      s.push({ text: '', done: true, error: String(f.error ?? 'error') });
+      this.streams.delete(s.id);
+    }
+  }
+
+  /** Send a request. The server cancels this socket's older requests when it arrives. */
+  start(req: ICompleteRequest): InlineStream {
+    const id = `c${++this.seq}`;
+    const stream = new InlineStream(id);
+    this.streams.set(id, stream);
+    this.connect().then(
+      ws => ws.send(JSON.stringify({ type: 'complete', id, ...req })),
+      err => {
+        this.streams.delete(id);
+        stream.push({ text: '', done: true, error: String(err) });
+      }
+    );
+    return stream;
+  }
+
+  get(id: string): InlineStream | undefined {
+    return this.streams.get(id);
+  }
+
+  /** Stop a request: the engine is freed within one token; its stream ends with no text. */
+  stop(id: string): void {
+    const s = this.streams.get(id);
+    if (!s) {
+      return;
+    }
+    this.streams.delete(id);
+    s.push({ text: '', done: true, dropped: 'cancelled' });
+    if (this.socket && this.socket.readyState === 1) {
+      this.socket.send(JSON.stringify({ type: 'stop', id }));
+    }
+  }
+
+  dispose(): void {
+    this.socket?.close();
+  }
+}
+
+/**
+ * What the provider does on each call of `fetch` (one per keystroke): stop the request in
+ * flight at once (typing on makes it stale), wait out the debounce, and start a new one
+ * unless another keystroke came meanwhile.
+ */
+export class InlineScheduler {
+  private current: InlineStream | null = null;
+  private generation = 0;
+
+  constructor(
+    private client: InlineCompletionClient,
+    private sleep: (ms: number) => Promise<void> = ms =>
+      new Promise(resolve => setTimeout(resolve, ms))
+  ) {}
+
+  cancel(): void {
+    this.generation++;
+    if (this.current) {
+      this.client.stop(this.current.id);
+      this.current = null;
+    }
+  }
+
+  /** The new stream, or null when superseded during the debounce. */
+  async request(req: ICompleteRequest, debounceMs: number): Promise<InlineStream | null> {
+    this.cancel();
+    const mine = this.generation;
+    if (debounceMs > 0) {
+      await this.sleep(debounceMs);
+    }
+    if (mine !== this.generation) {
+      return null;
+    }
+    this.current = this.client.start(req);
+    return this.current;
+  }
+}

@@ -1,0 +1,142 @@
+import {
+  InlineCompletionClient,
+  InlineScheduler,
+  completeSocketUrl,
+  earlierCells
+} from '../src/completerClient';
+
+/** A fake WebSocket the test drives by hand. */
+class FakeSocket {
+  static all: FakeSocket[] = [];
+  readyState = 0;
+  sent: any[] = [];
+  onopen: (() => void) | null = null;
+  onmessage: ((ev: { data: string }) => void) | null = null;
+  onclose: (() => void) | null = null;
+  onerror: (() => void) | null = null;
+  constructor(public url: string) {
+    FakeSocket.all.push(this);
+    setTimeout(() => {
+      this.readyState = 1;
+      this.onopen?.();
+    }, 0);
+  }
+  send(data: string) {
+    this.sent.push(JSON.parse(data));
+  }
+  close() {
+    this.readyState = 3;
+    this.onclose?.();
+  }
+  emit(frame: any) {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+}
+
+const settings = {
+  baseUrl: 'http://localhost:8888/base/',
+  wsUrl: 'ws://localhost:8888/base/',
+  token: 'tok',
+  appendToken: true,
+  WebSocket: FakeSocket
+};
+
+const REQ = {
+  prefix: 'import nu',
+  suffix: '',
+  cells: [],
+  mode: 'line' as const,
+  language: 'python',
+  max_tokens: 16
+};
+
+const tick = () => new Promise(r => setTimeout(r, 2));
+
+beforeEach(() => {
+  FakeSocket.all = [];
+});
+
+describe('completion socket', () => {
+  it('lives under wsUrl with the token', () => {
+    expect(completeSocketUrl(settings)).toBe('ws://localhost:8888/base/minicpm/complete?token=tok');
+  });
+
+  it('streams whole texts and ends with the final one', async () => {
+    const client = new InlineCompletionClient(settings);
+    const s = client.start(REQ);
+    await tick();
+    const ws = FakeSocket.all[0];
+    expect(ws.sent[0]).toMatchObject({ type: 'complete', id: s.id, prefix: 'import nu', mode: 'line' });
+    const seen: string[] = [];
+    const reader = (async () => {
+      for await (const u of s.updates()) {
+        seen.push(`${u.text}|${u.done}`);
+      }
+    })();
+    ws.emit({ type: 'partial', id: s.id, text: 'mpy' });
+    await tick();
+    ws.emit({ type: 'partial', id: s.id, text: 'mpy as' });
+    ws.emit({ type: 'done', id: s.id, text: 'mpy as np', dropped: null });
+    await reader;
+    expect(seen[0]).toBe('mpy|false');
+    expect(seen[seen.length - 1]).toBe('mpy as np|true');
+    expect(client.get(s.id)).toBeUndefined();
+  });
+
+  it('stop sends a stop frame and ends the stream with no text', async () => {
+    const client = new InlineCompletionClient(settings);
+    const s = client.start(REQ);
+    await tick();
+    client.stop(s.id);
+    const ws = FakeSocket.all[0];
+    expect(ws.sent[1]).toEqual({ type: 'stop', id: s.id });
+    expect(s.done).toBe(true);
+    expect(s.text).toBe('');
+  });
+
+  it('an error frame ends the stream with the message', async () => {
+    const client = new InlineCompletionClient(settings);
+    const s = client.start(REQ);
+    await tick();
+    FakeSocket.all[0].emit({ type: 'error', id: s.id, status: 503, error: 'no model is ready' });
+    const out = [];
+    for await (const u of s.updates()) {
+      out.push(u);
+    }
+    expect(out[out.length - 1]).toMatchObject({ done: true, error: 'no model is ready' });
+  });
+});
+
+describe('scheduler', () => {
+  it('a keystroke stops the request in flight and debounces the next', async () => {
+    const client = new InlineCompletionClient(settings);
+    const sched = new InlineScheduler(client);
+    const first = await sched.request(REQ, 0);
+    await tick();
+    const ws = FakeSocket.all[0];
+    expect(first).not.toBeNull();
+    // two keystrokes within the debounce: only the second becomes a request
+    const a = sched.request({ ...REQ, prefix: 'import num' }, 30);
+    expect(ws.sent[ws.sent.length - 1]).toEqual({ type: 'stop', id: first!.id }); // at once
+    const b = sched.request({ ...REQ, prefix: 'import nump' }, 30);
+    expect(await a).toBeNull();
+    const second = await b;
+    await tick();
+    const completes = ws.sent.filter(f => f.type === 'complete');
+    expect(completes.map(f => f.prefix)).toEqual(['import nu', 'import nump']);
+    expect(second!.id).toBe(completes[1].id);
+  });
+});
+
+describe('earlier cells', () => {
+  it('keeps the nearest whole cells within the character budget', () => {
+    const cells = [
+      { kind: 'code' as const, source: 'a'.repeat(50) },
+      { kind: 'markdown' as const, source: 'b'.repeat(30) },
+      { kind: 'code' as const, source: 'c'.repeat(40) }
+    ];
+    expect(earlierCells(cells, 80).map(c => c.source[0])).toEqual(['b', 'c']);
+    expect(earlierCells(cells, 1000).length).toBe(3);
+    expect(earlierCells(cells, 10)).toEqual([]);
+  });
+});
