@@ -1,0 +1,392 @@
+"""Inline completion as a person types: replay the code cells of three notebooks against a
+real server, one keystroke every 120 ms, with requests fired the way the JupyterLab provider
+fires them, and a sidebar chat asked now and then.
+
+    python bench/completion.py [--model stand-in] [--synthetic minicpm-2b] [--cells 2]
+                               [--json bench/results/completion.json]
+
+Typing model: each notebook's earlier cells are already there; the last ``--cells`` code cells
+are typed character by character (the editor supplies indentation after Enter), one keystroke
+per ``--keystroke-ms``, with a ``--think-ms`` pause after ``(``, ``.`` and ``=`` and a
+``--line-pause-ms`` pause at the end of every line (reading the suggestion). As in JupyterLab:
+no request when the line before the cursor is blank; after ``--debounce-ms`` without a
+keystroke, a request; every keystroke stops the request in flight (a ``stop`` frame).
+
+Chat: before each typed cell (nobody typing) and every ``--chat-every-s`` while typing, the
+same kind of sidebar question (a fresh one each time: no cache help), first token timed.
+Both kinds alternate in one run, so the ratio is a same-machine comparison.
+
+Prints a table and writes JSON. Timings are from the client's clock (sent → first ``partial``
+frame, → ``done``) except the engine's first token and how soon a stopped request freed
+the engine, which the server reports (``timing`` in the done frame; docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import websocket
+
+HERE = Path(__file__).resolve().parent
+NOTEBOOKS = ["sales_eda.py", "churn_model.py", "timeseries.py"]
+TOKEN = "bench-completion"
+TOPICS = ["pandas indexing", "matplotlib axes", "numpy broadcasting", "train/test splits",
+          "rolling windows", "groupby aggregation", "logistic regression", "time zones"]
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def read_cells(path: Path) -> list[dict[str, str]]:
+    """A percent-format script (``# %%`` / ``# %% [markdown]``) → notebook cells."""
+    cells: list[dict[str, str]] = []
+    kind, lines = None, []
+    for line in path.read_text().splitlines() + ["# %%"]:
+        if line.startswith("# %%"):
+            if kind is not None:
+                src = "\n".join(lines).strip("\n")
+                if kind == "markdown":
+                    src = "\n".join(ln[2:] if ln.startswith("# ") else ln.lstrip("#")
+                                    for ln in src.splitlines())
+                cells.append({"kind": kind, "source": src})
+            kind, lines = ("markdown" if "[markdown]" in line else "code"), []
+        else:
+            lines.append(line)
+    return cells
+
+
+def keystrokes(code: str) -> list[tuple[str, bool]]:
+    """(text after the keystroke, is it the last key of a line). Indentation comes with Enter,
+    as the editor's auto-indent gives it."""
+    out: list[tuple[str, bool]] = []
+    typed = ""
+    lines = code.split("\n")
+    for li, line in enumerate(lines):
+        indent = line[: len(line) - len(line.lstrip(" "))]
+        if li > 0:
+            typed += "\n" + indent
+            out.append((typed, False))
+        for ci, ch in enumerate(line[len(indent):]):
+            typed += ch
+            out.append((typed, ci == len(line) - len(indent) - 1))
+    return out
+
+
+def jupyterlab_would_fire(text: str) -> bool:
+    """JupyterLab's automatic inline request: not when the line before the cursor is blank."""
+    return bool(text.rsplit("\n", 1)[-1].strip())
+
+
+# --- server ------------------------------------------------------------------------------------
+
+
+def start_server(model: str, n_ctx: int, threads: int) -> tuple[Any, str]:
+    from tornado.testing import bind_unused_port
+
+    sock, port = bind_unused_port()
+    sock.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--allow-root", f"--port={port}",
+         "--ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
+         f"--MiniCPM.model={model}", f"--MiniCPM.n_ctx={n_ctx}", f"--MiniCPM.n_threads={threads}",
+         "--MiniCPM.chats_dir=/tmp/minicpm-bench-chats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(1500):
+        try:
+            req = urllib.request.Request(url + "/minicpm/status",
+                                         headers={"Authorization": f"token {TOKEN}"})
+            status = json.loads(urllib.request.urlopen(req, timeout=2).read())
+            if status["state"] == "ready":
+                return proc, url
+            if status["state"] == "error":
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("server did not become ready")
+
+
+def connect(url: str, path: str) -> Any:
+    return websocket.create_connection(url.replace("http", "ws", 1) + path,
+                                       header=[f"Authorization: token {TOKEN}"])
+
+
+class Inline:
+    """The completion socket; a reader thread stamps frames as they arrive."""
+
+    def __init__(self, url: str):
+        self.ws = connect(url, "/minicpm/complete")
+        self.recs: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.seq = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                f = json.loads(self.ws.recv())
+            except Exception:  # closed
+                return
+            now = time.perf_counter()
+            with self.lock:
+                rec = self.recs.get(str(f.get("id")))
+                if rec is None:
+                    continue
+                if f["type"] == "partial" and rec["first"] is None:
+                    rec["first"] = now
+                elif f["type"] in ("done", "error"):
+                    rec["end"], rec["frame"] = now, f
+
+    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str) -> str:
+        self.seq += 1
+        rid = f"r{self.seq}"
+        with self.lock:
+            self.recs[rid] = {"sent": time.perf_counter(), "first": None, "end": None,
+                              "frame": None, "stopped": False, "label": label}
+        self.ws.send(json.dumps({"type": "complete", "id": rid, "prefix": prefix, "suffix": "",
+                                 "cells": cells, "mode": args.mode,
+                                 "max_tokens": args.max_tokens}))
+        return rid
+
+    def stop(self, rid: str) -> None:
+        with self.lock:
+            rec = self.recs[rid]
+            if rec["end"] is not None:
+                return
+            rec["stopped"] = True
+        self.ws.send(json.dumps({"type": "stop", "id": rid}))
+
+    def wait_all(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if all(r["end"] is not None for r in self.recs.values()):
+                    return
+            time.sleep(0.02)
+
+
+def chat_once(ws: Any, i: int, max_tokens: int) -> float:
+    """Seconds to the first delta of a fresh sidebar-like question."""
+    topic = TOPICS[i % len(TOPICS)]
+    msgs = [{"role": "user", "content": f"Question {i}: explain {topic} in one sentence."}]
+    rid = f"chat{i}"
+    t0 = time.perf_counter()
+    ws.send(json.dumps({"type": "chat", "id": rid, "messages": msgs,
+                        "sampling": {"max_tokens": max_tokens, "temperature": 0,
+                                     "ignore_eos": True}}))
+    first = None
+    while True:
+        f = json.loads(ws.recv())
+        if f.get("id") != rid:
+            continue
+        if f["type"] == "delta" and first is None:
+            first = time.perf_counter() - t0
+        if f["type"] in ("done", "error"):
+            if f["type"] == "error":
+                raise RuntimeError(f)
+            return first if first is not None else time.perf_counter() - t0
+
+
+# --- replay ------------------------------------------------------------------------------------
+
+
+def type_cell(inline: Inline, before: list[dict[str, str]], code: str, args: Any,
+              label: str, chat: Any | None, chat_times: list[float], chat_seq: list[int]) -> int:
+    """Type one cell; returns the number of keystrokes."""
+    keys = keystrokes(code)
+    cur: str | None = None
+    next_chat = time.perf_counter() + args.chat_every_s
+    t = time.perf_counter()
+    for k, (text, eol) in enumerate(keys):
+        # the keystroke
+        now = time.perf_counter()
+        if t > now:
+            time.sleep(t - now)
+        if cur is not None:
+            inline.stop(cur)  # typing on: the old suggestion is stale
+            cur = None
+        last = text[-1:]
+        gap = args.keystroke_ms
+        if eol:
+            gap = args.line_pause_ms
+        elif last in "(.=":
+            gap = args.think_ms
+        if k == len(keys) - 1:
+            gap = args.line_pause_ms
+        t += gap / 1000
+        if gap > args.debounce_ms and jupyterlab_would_fire(text):
+            fire = time.perf_counter() + args.debounce_ms / 1000
+            time.sleep(max(0.0, fire - time.perf_counter()))
+            cur = inline.send(text, before, args, label)
+        if chat is not None and time.perf_counter() >= next_chat:
+            # A sidebar question while typing goes on: answered in a thread.
+            chat_seq[0] += 1
+            n = chat_seq[0]
+            threading.Thread(target=lambda n=n: chat_times.append(
+                chat_once(chat, n, args.chat_tokens)), daemon=True).start()
+            next_chat = time.perf_counter() + args.chat_every_s
+    return len(keys)
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def run_model(model: str, label: str, args: Any) -> dict[str, Any]:
+    proc, url = start_server(model, args.n_ctx, args.threads)
+    try:
+        inline = Inline(url)
+        chat = connect(url, "/minicpm/chat")
+        busy_chat = connect(url, "/minicpm/chat")
+        idle_ttft: list[float] = []
+        typing_ttft: list[float] = []
+        seq = [0]
+        n_keys = 0
+        warm = read_cells(HERE / "notebooks" / NOTEBOOKS[0])
+        inline.send("import ", warm[:2], args, "warm-up")  # page the model in
+        chat_once(chat, 999, 2)
+        inline.wait_all(600)
+        inline.recs.clear()
+        t_start = time.perf_counter()
+        for nb in NOTEBOOKS:
+            cells = read_cells(HERE / "notebooks" / nb)
+            code_idx = [i for i, c in enumerate(cells) if c["kind"] == "code"][-args.cells:]
+            for ci in code_idx:
+                seq[0] += 1
+                idle_ttft.append(chat_once(chat, seq[0], args.chat_tokens))  # nobody typing
+                n_keys += type_cell(inline, cells[:ci], cells[ci]["source"], args,
+                                    f"{nb}#{ci}", busy_chat, typing_ttft, seq)
+                inline.wait_all(120)
+        elapsed = time.perf_counter() - t_start
+        time.sleep(0.5)
+        recs = list(inline.recs.values())
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return summarize(label, recs, idle_ttft, typing_ttft, n_keys, elapsed)
+
+
+def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing: list[float],
+              n_keys: int, elapsed: float) -> dict[str, Any]:
+    frames = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "done"]
+    errors = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "error"]
+    first = [(r["first"] - r["sent"]) * 1000 for r in recs if r["first"] is not None]
+    complete = [(r["end"] - r["sent"]) * 1000 for r in recs
+                if r["frame"] and r["frame"]["type"] == "done" and r["frame"]["text"]
+                and not r["stopped"]]
+    engine_first = [f["timing"]["first_token_ms"] for f in frames
+                    if f["timing"].get("first_token_ms") is not None]
+    cancelled = [f for f in frames if f["dropped"] == "cancelled"]
+    free = [f["timing"]["free_ms"] for f in cancelled if f["timing"].get("free_ms") is not None]
+    ran = [f for f in frames if f.get("usage")]
+    prompt_tokens = sum(f["usage"]["prompt_tokens"] for f in ran)
+    reused = [f["usage"]["reused_tokens"] for f in ran if f["usage"]["reused_tokens"] is not None]
+    finished = [f for f in frames if f["dropped"] not in ("cancelled", "busy", "preempted")]
+    shown = [f for f in finished if f["text"]]
+    syntax = [f for f in finished if f["dropped"] == "syntax"]
+    return {
+        "model": label, "keystrokes": n_keys, "seconds": round(elapsed, 1),
+        "requests": len(recs), "errors": len(errors),
+        "first_ghost_ms": {"p50": pct(first, 50), "p95": pct(first, 95), "n": len(first)},
+        "engine_first_token_ms": {"p50": pct(engine_first, 50), "p95": pct(engine_first, 95),
+                                  "n": len(engine_first)},
+        "one_line_ms": {"p50": pct(complete, 50), "p95": pct(complete, 95), "n": len(complete)},
+        "prompt_tokens": prompt_tokens,
+        "reused_share": (sum(reused) / prompt_tokens) if reused and prompt_tokens else None,
+        "cancelled": len(cancelled),
+        "free_ms": {"p50": pct(free, 50), "p95": pct(free, 95), "max": max(free, default=None)},
+        "busy": sum(f["dropped"] == "busy" for f in frames),
+        "preempted": sum(f["dropped"] == "preempted" for f in frames),
+        "shown": len(shown), "dropped_syntax": len(syntax),
+        "parse_share": len(shown) / (len(shown) + len(syntax)) if shown or syntax else None,
+        "chat_ttft_idle_ms": statistics.median(idle) * 1000 if idle else None,
+        "chat_ttft_typing_ms": statistics.median(typing) * 1000 if typing else None,
+        "chat_slowdown": (statistics.median(typing) / statistics.median(idle))
+        if idle and typing else None,
+        "chat_samples": {"idle": len(idle), "typing": len(typing)},
+    }
+
+
+def fmt(v: Any, nd: int = 0) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.{nd}f}"
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = ("| model | requests (cancelled) | first ghost token p50 / p95 ms | engine first token "
+            "p50 / p95 ms | one line p50 / p95 ms | prompt reused | engine free after stop "
+            "p50 / max ms | parse | chat first token idle → typing ms (×) |")
+    print(head)
+    print("| --- |" + " ---: |" * 8)
+    for r in rows:
+        print(f"| {r['model']} | {r['requests']} ({r['cancelled']}) "
+              f"| {fmt(r['first_ghost_ms']['p50'])} / {fmt(r['first_ghost_ms']['p95'])} "
+              f"| {fmt(r['engine_first_token_ms']['p50'])} / "
+              f"{fmt(r['engine_first_token_ms']['p95'])} "
+              f"| {fmt(r['one_line_ms']['p50'])} / {fmt(r['one_line_ms']['p95'])} "
+              f"| {fmt(100 * r['reused_share'] if r['reused_share'] is not None else None)} % "
+              f"| {fmt(r['free_ms']['p50'], 1)} / {fmt(r['free_ms']['max'], 1)} "
+              f"| {fmt(100 * r['parse_share'] if r['parse_share'] is not None else None)} % "
+              f"({r['shown']} shown) "
+              f"| {fmt(r['chat_ttft_idle_ms'])} → {fmt(r['chat_ttft_typing_ms'])} "
+              f"({fmt(r['chat_slowdown'], 2)}) |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", default="stand-in", help="'' to skip; the stand-in by default")
+    ap.add_argument("--synthetic", default=None, choices=["minicpm-2b", "minicpm-1b"],
+                    help="also run a random-weight MiniCPM GGUF of that shape (bench/llamacpp.py)")
+    ap.add_argument("--qtype", default="q4_0")
+    ap.add_argument("--cells", type=int, default=2, help="code cells typed per notebook")
+    ap.add_argument("--keystroke-ms", type=float, default=120)
+    ap.add_argument("--think-ms", type=float, default=600)
+    ap.add_argument("--line-pause-ms", type=float, default=1500)
+    ap.add_argument("--debounce-ms", type=float, default=250)
+    ap.add_argument("--mode", default="line", choices=["line", "statement", "block"])
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--chat-every-s", type=float, default=8.0)
+    ap.add_argument("--chat-tokens", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-ctx", type=int, default=2048)
+    ap.add_argument("--json", default=str(HERE / "results" / "completion.json"))
+    args = ap.parse_args()
+    models: list[tuple[str, str]] = []
+    if args.model:
+        models.append((args.model, "SmolLM2-135M (stand-in)" if args.model == "stand-in"
+                       else args.model))
+    if args.synthetic:
+        from minicpm.bench import synthetic_gguf
+
+        models.append((synthetic_gguf(args.synthetic, args.qtype),
+                       f"{args.synthetic} shapes, random {args.qtype.upper()}"))
+    rows = []
+    for model, label in models:
+        print(f"== {label}", file=sys.stderr)
+        rows.append(run_model(model, label, args))
+    print_table(rows)
+    out = {"args": vars(args), "results": rows}
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
