@@ -160,6 +160,12 @@ class Engine:
 
         return Generation(run, cancel)
 
+    def stats(self) -> dict[str, Any]:
+        """Prompt-cache hits, tokens reused, speculative acceptance and memory (backends that
+        keep such counters; {} otherwise). Safe to call while a generation runs."""
+        fn = getattr(self.backend, "stats", None)
+        return fn() if callable(fn) else {}
+
     def close(self) -> None:
         with self._lock:
             self.backend.close()

@@ -20,6 +20,10 @@ FILLER = ("The history of computing is a story of abstraction: each layer hides 
           "the one below it so that people can think about larger problems. ")
 
 
+UNRELATED = "What is a list comprehension?"
+FOLLOW_UP = " To sum up, in one sentence:"
+
+
 def _prompt_tokens(tokenize, n: int) -> list[int]:
     toks = tokenize(FILLER * (n // 10 + 2))
     return toks[:n]
@@ -46,6 +50,13 @@ def _worker(kind: str, model: str | None, n_prompt: int, n_new: int, threads: in
         res = {"prompt_tokens": u.prompt_tokens, "new_tokens": u.completion_tokens,
                "ttft_s": u.time_to_first_token, "prefill_tps": u.prefill_tokens_per_second,
                "decode_tps": u.tokens_per_second, "wall_s": end - start}
+        # A short unrelated request, then a follow-up of the first prompt: the prompt cache
+        # brings the first prompt's KV back instead of prefilling it again.
+        engine.complete(UNRELATED, temperature=0, max_tokens=2).read()
+        follow = engine.complete(text + FOLLOW_UP, temperature=0, max_tokens=1)
+        follow.read()
+        res["followup_ttft_s"] = follow.usage.time_to_first_token
+        res["cache"] = engine.stats()
     else:
         import llama_cpp
 
@@ -72,6 +83,13 @@ def _worker(kind: str, model: str | None, n_prompt: int, n_new: int, threads: in
         res = {"prompt_tokens": len(prompt), "new_tokens": n, "ttft_s": ttft,
                "prefill_tps": len(prompt) / ttft, "decode_tps": (n - 1) / (end - first),
                "wall_s": end - start}
+        for _tok in llm.generate(llm.tokenize(UNRELATED.encode(), add_bos=True), temp=0.0):
+            break
+        follow_ids = llm.tokenize(llm.detokenize(prompt[1:]) + FOLLOW_UP.encode(), add_bos=True)
+        t0 = time.perf_counter()
+        for _tok in llm.generate(follow_ids, temp=0.0, top_k=40, top_p=0.95, min_p=0.0):
+            break
+        res["followup_ttft_s"] = time.perf_counter() - t0
     res["load_s"] = load_s
     res["peak_rss_mb"] = peak_rss_mb()
     return res
@@ -110,9 +128,9 @@ def run(model: str | None, n_prompt: int, n_new: int, repeats: int,
             runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
     summary = {}
     for kind, rs in runs.items():
-        summary[kind] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        summary[kind] = {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "cache"}
     ratio = {k: summary["ours"][k] / summary["raw"][k]
-             for k in ("decode_tps", "prefill_tps") if summary["raw"][k]}
+             for k in ("decode_tps", "prefill_tps", "followup_ttft_s") if summary["raw"][k]}
     bw = copy_bandwidth()
     weights = os.path.getsize(resolved.path)
     return {"model": resolved.name + (" (stand-in)" if resolved.stand_in else ""),
@@ -120,6 +138,7 @@ def run(model: str | None, n_prompt: int, n_new: int, repeats: int,
             "decode_bound_tps": bw / weights,
             "path": str(resolved.path), "machine": machine(), "repeats": repeats,
             "prompt_tokens": n_prompt, "new_tokens": n_new, "median": summary,
+            "cache": runs["ours"][-1].get("cache", {}),
             "ours_over_raw": ratio, "runs": runs}
 
 
@@ -184,13 +203,23 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"prompt {result['prompt_tokens']} tokens, {result['new_tokens']} new tokens, "
           f"median of {result['repeats']}")
     print(f"{'engine':24s} {'decode tok/s':>12s} {'prefill tok/s':>14s} {'TTFT ms':>8s} "
-          f"{'peak RSS MB':>12s}")
+          f"{'follow-up TTFT ms':>17s} {'peak RSS MB':>12s}")
     for kind, label in (("ours", "minicpm (llama.cpp)"), ("raw", "raw llama-cpp-python")):
         r = m[kind]
         print(f"{label:24s} {r['decode_tps']:12.1f} {r['prefill_tps']:14.1f} "
-              f"{r['ttft_s'] * 1000:8.1f} {r['peak_rss_mb']:12.0f}")
+              f"{r['ttft_s'] * 1000:8.1f} {r['followup_ttft_s'] * 1000:17.1f} "
+              f"{r['peak_rss_mb']:12.0f}")
     ratio = result["ours_over_raw"]
-    print(f"{'ours / raw':24s} {ratio.get('decode_tps', 0):12.3f} {ratio.get('prefill_tps', 0):14.3f}")
+    print(f"{'ours / raw':24s} {ratio.get('decode_tps', 0):12.3f} "
+          f"{ratio.get('prefill_tps', 0):14.3f} {'':8s} {ratio.get('followup_ttft_s', 0):17.3f}")
+    print("(follow-up: the same prompt plus a few words, after a short unrelated request)")
+    c = result.get("cache") or {}
+    if c:
+        pc, kv = c["prompt_cache"], c["kv"]
+        print(f"ours, prompt cache: {pc['hits']} hits of {pc['requests']} requests, "
+              f"{pc['tokens_reused']} of {pc['prompt_tokens']} prompt tokens reused, "
+              f"{pc['used_mb']:.1f} of {pc['budget_mb']:.0f} MB used ({pc['snapshots']} "
+              f"snapshots); KV {kv['type']} {kv['context_mb']:.0f} MB; RSS {c.get('rss_mb', 0):.0f} MB")
     print(f"{'bandwidth bound':24s} {result['decode_bound_tps']:12.1f}   "
           f"({result['weights_bytes'] / 1e6:.0f} MB of weights per token over "
           f"{result['copy_bandwidth_gbs']:.1f} GB/s measured copy bandwidth; KV cache ignored)")

@@ -14,11 +14,29 @@ from ..catalogue import STANDIN_HINT, ResolvedModel
 from ..errors import MiniCPMError, ModelFileError
 from ..gguf_check import read_gguf
 from ..sampling import SamplingParams
+from ..speculative import DraftLength, NGramDrafter, SpecStats, TokenSampler, verify
 from .base import Backend, EngineInfo, Usage
+from .llamacpp_kv import KVSession
+from .prompt_cache import PromptCache
 
 log = logging.getLogger("minicpm.llamacpp")
 
 DEFAULT_N_CTX = 4096
+# The prompt cache's budget (MB of KV snapshots, on top of the model and its context):
+# two ~2k-token MiniCPM-2B conversations in q8_0, or ~45k tokens of the stand-in.
+DEFAULT_CACHE_MB = 1024
+# KV cache types: f16 is llama.cpp's default; q8_0 halves it with greedy output unchanged in
+# our measurements, q4_0 quarters it (README, Performance). "auto" = q8_0 once the f16 cache
+# at n_ctx would pass AUTO_Q8_ABOVE_MB (MiniCPM-2B has no GQA: 368 KB per token in f16).
+KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2, "f32": 0}  # GGML_TYPE_* ids (f32: for tests)
+KV_BYTES_PER_ELEM = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "f32": 4.0}
+AUTO_Q8_ABOVE_MB = 256
+# low_memory=True: q4_0 KV and smaller batches (smaller compute buffers) for 4 GB laptops.
+LOW_MEMORY = {"kv_type": "q4_0", "n_batch": 128}
+SPECULATIVE_MODES = ("auto", "on", "off")
+# speculative="auto" turns prompt lookup on for model files at least this large (memory-bound
+# decode; see _speculative_default). Placeholder until bench/speculative.py decides.
+SPECULATIVE_MIN_BYTES = 1 << 62
 
 
 def physical_cores() -> int:
@@ -38,8 +56,11 @@ class LlamaCppBackend(Backend):
     name = "llama.cpp"
 
     def __init__(self, resolved: ResolvedModel, n_ctx: int | None = None,
-                 n_threads: int | None = None, n_batch: int = 512, repair_mup: bool = True,
-                 verbose: bool = False, mmproj: str | None = None, **ignored: Any):
+                 n_threads: int | None = None, n_batch: int | None = None,
+                 repair_mup: bool = True, verbose: bool = False, mmproj: str | None = None,
+                 cache_mb: float | None = None, kv_type: str = "auto",
+                 flash_attn: bool | None = None, low_memory: bool = False,
+                 speculative: str | bool = "auto", draft_max: int = 8, **ignored: Any):
         import llama_cpp
 
         if ignored:
@@ -59,13 +80,33 @@ class LlamaCppBackend(Backend):
         self.summary = summary
         threads = n_threads or physical_cores()
         ctx = int(n_ctx or min(summary.context_length, DEFAULT_N_CTX))
+        n_batch = int(n_batch or (LOW_MEMORY["n_batch"] if low_memory else 512))
+        if kv_type == "auto" and low_memory:
+            kv_type = str(LOW_MEMORY["kv_type"])
+        kv = self._choose_kv_type(kv_type, ctx, summary)
+        if speculative is True or speculative is False:
+            speculative = "on" if speculative else "off"
+        if speculative not in SPECULATIVE_MODES:
+            raise ValueError(f"speculative must be one of {SPECULATIVE_MODES}")
+        # llama.cpp stores a quantized V cache only with flash attention.
+        fa = bool(flash_attn) if flash_attn is not None else kv not in ("f16", "f32")
+        if kv not in ("f16", "f32") and not fa:
+            raise ValueError(f"kv_type={kv} needs flash_attn (llama.cpp quantizes V only with it)")
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(resolved.path), n_ctx=ctx, n_threads=threads,
-                n_threads_batch=threads, n_batch=min(n_batch, ctx), use_mmap=True,
-                verbose=verbose, kv_overrides=overrides or None)
+                n_threads_batch=threads, n_batch=min(n_batch, ctx), n_ubatch=min(n_batch, ctx),
+                use_mmap=True, verbose=verbose, kv_overrides=overrides or None,
+                flash_attn=fa, type_k=KV_TYPES[kv], type_v=KV_TYPES[kv])
         except (ValueError, RuntimeError, OSError) as e:
             raise ModelFileError(resolved.path, f"llama.cpp could not load it ({e})") from e
+        budget = DEFAULT_CACHE_MB if cache_mb is None else float(cache_mb)
+        self.kv = KVSession(self.llm, PromptCache(int(budget * 2**20)))
+        self.kv_type, self.flash_attn = kv, fa
+        self.speculative = self._speculative_default(summary) if speculative == "auto" \
+            else speculative == "on"
+        self.draft_max = int(draft_max)
+        self.spec_stats = SpecStats()
         self._lib = llama_cpp
         self._vocab = self.llm._model.vocab
         self._pieces: dict[int, bytes] = {}
@@ -88,7 +129,9 @@ class LlamaCppBackend(Backend):
             parameters=summary.parameters,
             hint=STANDIN_HINT if resolved.stand_in else None,
             extra={"n_threads": threads, "n_ctx_train": summary.context_length,
-                   "mup_repaired": sorted(overrides), "file_size": summary.file_size},
+                   "mup_repaired": sorted(overrides), "file_size": summary.file_size,
+                   "kv_type": kv, "flash_attn": fa, "n_batch": n_batch,
+                   "prompt_cache_mb": budget, "speculative": self.speculative},
         )
         # MiniCPM-V GGUFs come as a language model plus a vision projector (mmproj) beside it.
         # An mmproj given by name must work; one merely found beside the file (a downloads
@@ -133,29 +176,121 @@ class LlamaCppBackend(Backend):
         # special=True: the template's turn markers (<用户>, <|im_start|>) are real tokens.
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
+    # --- memory and defaults -----------------------------------------------------------------
+    @staticmethod
+    def kv_elements_per_token(summary: Any) -> int:
+        """K + V elements one token adds to the cache (all layers)."""
+        heads = int(summary.arch_key("attention.head_count", 1) or 1)
+        kv_heads = int(summary.arch_key("attention.head_count_kv", heads) or heads)
+        head_dim = summary.hidden_size // heads
+        return 2 * summary.n_layers * kv_heads * head_dim
+
+    @classmethod
+    def _choose_kv_type(cls, kv_type: str, n_ctx: int, summary: Any) -> str:
+        if kv_type != "auto":
+            if kv_type not in KV_TYPES:
+                raise ValueError(f"kv_type must be auto or one of {', '.join(KV_TYPES)}")
+            return kv_type
+        try:
+            elems = cls.kv_elements_per_token(summary)
+            heads = int(summary.arch_key("attention.head_count", 1) or 1)
+            head_dim = summary.hidden_size // heads
+        except (TypeError, ValueError, ZeroDivisionError):
+            return "f16"
+        f16_mb = elems * 2 * n_ctx / 2**20
+        # Quantized blocks hold 32 values: rows must be a multiple of 32 long.
+        return "q8_0" if f16_mb > AUTO_Q8_ABOVE_MB and head_dim % 32 == 0 else "f16"
+
+    @staticmethod
+    def _speculative_default(summary: Any) -> bool:
+        """On by default only where it was measured to pay (README, Performance): not on the
+        compute-bound stand-in; see bench/speculative.py for the rule's numbers."""
+        return summary.file_size >= SPECULATIVE_MIN_BYTES
+
+    def stats(self) -> dict[str, Any]:
+        """Prompt cache, speculative decoding and memory, for /minicpm/status and the bench."""
+        out: dict[str, Any] = {"prompt_cache": self.kv.cache.to_dict(),
+                               "speculative": dict(self.spec_stats.to_dict(),
+                                                   enabled=self.speculative),
+                               "kv": {"type": self.kv_type, "flash_attn": self.flash_attn,
+                                      "n_ctx": self.kv.n_ctx, "live_tokens": self.kv.n_tokens,
+                                      "context_mb": round(self._kv_context_bytes() / 2**20, 1)}}
+        out["prompt_cache"]["last"] = dict(self.kv.last_prepare)
+        try:
+            import psutil
+
+            out["rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)
+        except Exception:  # pragma: no cover - psutil is a dependency
+            pass
+        return out
+
+    def _kv_context_bytes(self) -> int:
+        try:
+            elems = self.kv_elements_per_token(self.summary)
+        except (TypeError, ValueError, ZeroDivisionError):
+            return 0
+        return int(elems * KV_BYTES_PER_ELEM[self.kv_type] * self.kv.n_ctx)
+
+    # --- generation ----------------------------------------------------------------------------
+    def _is_eog(self, tok: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, tok))
+
     def generate_tokens(self, prompt_tokens: list[int], params: SamplingParams,
                         cancel: threading.Event) -> Iterator[tuple[int, bytes]]:
         if len(prompt_tokens) >= self.llm.n_ctx():
             raise MiniCPMError("prompt does not fit the context")  # stream_text checks first
         seed = params.seed if params.seed is not None else random.randrange(2**31)
-        self.llm.set_seed(seed)
-        gen = self.llm.generate(
-            prompt_tokens,
-            temp=0.0 if params.greedy else float(params.temperature),
-            top_k=int(params.top_k), top_p=float(params.top_p), min_p=0.0, typical_p=1.0,
-            repeat_penalty=float(params.repetition_penalty), reset=True)
-        try:
-            for tok in gen:
+        sample = TokenSampler(params, seed)
+        kv = self.kv
+        logits = kv.prepare(prompt_tokens, cancel)  # resumes from the longest cached prefix
+        if logits is None:
+            return
+        history = list(prompt_tokens)
+        drafter = draft_len = None
+        if self.speculative:
+            drafter, draft_len = NGramDrafter(), DraftLength(self.draft_max)
+            drafter.reset(history)
+        tok = sample(logits, history)
+        while True:
+            if cancel.is_set() or (not params.ignore_eos and self._is_eog(tok)):
+                return
+            history.append(tok)
+            yield tok, self._piece(tok)
+            # The KV cache must stay inside n_ctx: stop before llama.cpp would overflow.
+            room = kv.n_ctx - kv.n_tokens - 1
+            if cancel.is_set() or room <= 0:
+                return
+            draft: list[int] = []
+            if drafter is not None and draft_len is not None:
+                drafter.append(tok)
+                draft = drafter.propose(min(draft_len.k, room - 1))
+            if not draft:
+                if drafter is not None:
+                    self.spec_stats.plain_steps += 1
+                logits = kv.decode([tok])
+                tok = sample(logits, history)
+                continue
+            # One batch scores tok and the drafts; keep the drafts the target agrees with.
+            base = kv.n_tokens + 1
+            rows = kv.decode([tok] + draft, all_logits=True)
+            accepted, nxt = verify(rows, draft, history, sample)
+            if not params.ignore_eos:
+                for i, d in enumerate(accepted):
+                    if self._is_eog(d):
+                        accepted, nxt = accepted[:i], d
+                        break
+            kv.truncate(base + len(accepted))  # the KV now holds exactly what is yielded
+            self.spec_stats.record(len(draft), len(accepted))
+            draft_len.update(len(draft), len(accepted))  # type: ignore[union-attr]
+            for d in accepted:
                 if cancel.is_set():
                     return
-                if not params.ignore_eos and self._lib.llama_vocab_is_eog(self._vocab, tok):
-                    return
-                yield tok, self._piece(tok)
-                # The KV cache must stay inside n_ctx: stop before llama.cpp would overflow.
-                if self.llm.n_tokens >= self.llm.n_ctx():
-                    return
-        finally:
-            gen.close()
+                history.append(d)
+                drafter.append(d)  # type: ignore[union-attr]
+                yield d, self._piece(d)
+            tok = nxt
+            if kv.n_tokens >= kv.n_ctx - 1:
+                return
 
     def stream_chat(self, messages: list[dict[str, str]], images: Sequence[Any],
                     params: SamplingParams, cancel: threading.Event, usage: Usage
@@ -163,10 +298,25 @@ class LlamaCppBackend(Backend):
         """Chats with images go through the projector's handler; text chats use the token
         pipeline (exact template, stop strings, context checks)."""
         if images and self.vision is not None:
-            return self.vision.stream_chat(messages, images, params, cancel, usage)
+            # The projector's handler drives the Llama object itself: keep the live text
+            # sequence in the cache, and trust nothing in the KV before or after.
+            self.kv.save_live()
+            self.kv.forget()
+            return self._then_forget(
+                self.vision.stream_chat(messages, images, params, cancel, usage))
         return super().stream_chat(messages, images, params, cancel, usage)
 
+    def _then_forget(self, it: Iterator[str]) -> Iterator[str]:
+        try:
+            yield from it
+        finally:
+            self.kv.forget()
+
     def close(self) -> None:
+        kv = getattr(self, "kv", None)
+        if kv is not None:
+            kv.cache.clear()
+            kv.close()
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()

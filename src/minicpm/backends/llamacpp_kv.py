@@ -1,0 +1,170 @@
+"""The llama.cpp context at the KV level: one live sequence plus the prompt cache.
+
+``KVSession.prepare(tokens)`` makes the context hold ``tokens`` and returns the next-token
+logits, reusing the longest cached prefix (the live sequence, or a snapshot copied back in);
+``decode`` appends tokens (several at once for speculative verification); ``truncate`` drops
+rejected ones. The token list of what the KV holds is kept in llama-cpp-python's own
+``input_ids`` / ``n_tokens``, so code that uses the ``Llama`` object directly (the vision
+handler, tests) and this module never disagree about what is in the cache."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .prompt_cache import PromptCache, common_prefix
+
+# Restoring a snapshot costs a memory copy of all of it: take it only when it saves this many
+# prompt tokens over the live sequence (a copy of a 2k-token MiniCPM-2B q8_0 state ≈ 0.1 s ≈
+# the prefill of ~5 tokens; see bench/prompt_cache.py).
+MIN_RESTORE_GAIN = 16
+
+
+class KVSession:
+    def __init__(self, llm: Any, cache: PromptCache):
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.llm = llm
+        self.cache = cache
+        self.n_ctx = llm.n_ctx()
+        self.n_batch = llm.n_batch
+        self.n_vocab = llm.n_vocab()
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self.last_prepare: dict[str, Any] = {}
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None  # type: ignore[assignment]
+
+    # --- what the KV holds ---------------------------------------------------------------
+    @property
+    def tokens(self) -> list[int]:
+        return self.llm.input_ids[: self.llm.n_tokens].tolist()
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.llm.n_tokens)
+
+    def _mem(self) -> Any:
+        return self._lib.llama_get_memory(self.llm.ctx)
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` tokens of the live sequence."""
+        if n < self.llm.n_tokens:
+            self._lib.llama_memory_seq_rm(self._mem(), 0, n, -1)
+            self.llm.n_tokens = n
+
+    def forget(self) -> None:
+        """The live KV is unknown (someone else used the context): treat it as empty."""
+        self._lib.llama_memory_clear(self._mem(), True)
+        self.llm.n_tokens = 0
+
+    # --- decoding --------------------------------------------------------------------------
+    def decode(self, tokens: Sequence[int], all_logits: bool = False,
+               cancel: threading.Event | None = None) -> np.ndarray | None:
+        """Append ``tokens`` to the live sequence (in n_batch chunks; ``cancel`` is checked
+        between chunks). Returns the last token's logits, or one row per token with
+        ``all_logits`` (speculative verification); None if cancelled first."""
+        llm, b = self.llm, self._batch
+        if llm.n_tokens + len(tokens) > self.n_ctx:
+            raise RuntimeError("the KV cache would overflow the context")
+        rows: np.ndarray | None = None
+        for start in range(0, len(tokens), self.n_batch):
+            if cancel is not None and cancel.is_set():
+                return None
+            chunk = tokens[start:start + self.n_batch]
+            last_chunk = start + self.n_batch >= len(tokens)
+            b.n_tokens = len(chunk)
+            for i, tok in enumerate(chunk):
+                b.token[i] = tok
+                b.pos[i] = llm.n_tokens + i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = bool(last_chunk and (all_logits or i == len(chunk) - 1))
+            rc = self._lib.llama_decode(llm.ctx, b)
+            if rc != 0:
+                # Whatever this chunk wrote is not trusted: drop it, keep what came before.
+                self._lib.llama_memory_seq_rm(self._mem(), 0, llm.n_tokens, -1)
+                raise RuntimeError(f"llama_decode returned {rc}")
+            llm.input_ids[llm.n_tokens:llm.n_tokens + len(chunk)] = chunk
+            llm.n_tokens += len(chunk)
+            if last_chunk:
+                n_out = len(chunk) if all_logits else 1
+                ptr = self._lib.llama_get_logits(llm.ctx)
+                rows = np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab)).copy()
+        return rows if all_logits else (rows[-1] if rows is not None else None)
+
+    # --- the prompt cache ----------------------------------------------------------------
+    def save_live(self) -> bool:
+        """Copy the live sequence into the cache (if it is worth it and fits)."""
+        toks = self.tokens
+        if not self.cache.worth_saving(toks):
+            return False
+        t = time.perf_counter()
+        ctx = self.llm.ctx
+        size = self._lib.llama_state_seq_get_size(ctx, 0)
+        if size > self.cache.budget_bytes:
+            return False
+        self.cache.make_room(size)  # free first, so peak memory stays within the budget
+        buf = np.empty(size, dtype=np.uint8)
+        n = self._lib.llama_state_seq_get_data(
+            ctx, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), size, 0)
+        if n == 0:
+            return False
+        self.cache.put(toks, buf, int(n))
+        self.cache.stats.save_seconds += time.perf_counter() - t
+        return True
+
+    def _restore(self, snap: Any) -> bool:
+        t = time.perf_counter()
+        self._lib.llama_memory_seq_rm(self._mem(), 0, -1, -1)
+        self.llm.n_tokens = 0
+        buf: np.ndarray = snap.data
+        n = self._lib.llama_state_seq_set_data(
+            self.llm.ctx, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), snap.nbytes, 0)
+        if n == 0:
+            self.forget()
+            return False
+        self.llm.input_ids[: len(snap.tokens)] = snap.tokens
+        self.llm.n_tokens = len(snap.tokens)
+        self.cache.stats.restores += 1
+        self.cache.stats.restore_seconds += time.perf_counter() - t
+        return True
+
+    def prepare(self, tokens: Sequence[int], cancel: threading.Event) -> np.ndarray | None:
+        """Make the KV hold ``tokens``; return the logits after the last one (None if
+        cancelled). Reuses the longest cached prefix; at least one token is always decoded."""
+        stats = self.cache.stats
+        stats.requests += 1
+        stats.prompt_tokens += len(tokens)
+        live = self.tokens
+        m_live = common_prefix(live, tokens)
+        snap, m_snap = self.cache.best(tokens) if self.cache.enabled else (None, 0)
+        source = "live"
+        if snap is not None and m_snap >= m_live + MIN_RESTORE_GAIN:
+            if m_live < len(live):
+                self.save_live()  # the live sequence is about to be lost: keep it
+            if self._restore(snap):
+                m, source = m_snap, "snapshot"
+                stats.snapshot_hits += 1
+            else:
+                m, source = 0, "none"
+        else:
+            m = m_live
+            if m_live < len(live) and len(live) - m_live >= self.cache.min_tokens:
+                self.save_live()
+        m = min(m, len(tokens) - 1)  # the last prompt token must be decoded for its logits
+        self.truncate(m)
+        if m >= MIN_RESTORE_GAIN:
+            stats.hits += 1
+        stats.tokens_reused += m
+        self.last_prepare = {"reused": m, "source": source if m else "none",
+                             "prefilled": len(tokens) - m}
+        return self.decode(list(tokens[m:]), cancel=cancel)

@@ -1,0 +1,186 @@
+"""The llama.cpp backend's multi-sequence prompt cache: same greedy output as a full prefill,
+LRU eviction within the byte budget, shared prefixes, cancel during a cached resume, and
+``complete()`` streams (inline completion) reusing their prefix. Real llama.cpp, tiny f32
+MiniCPM models with an f32 KV cache (batched and single-token numerics agree there)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from minicpm.backends.prompt_cache import PromptCache, common_prefix
+
+pytest.importorskip("llama_cpp")
+
+WORDS = ("import numpy as np\nimport pandas as pd\ndef load(path):\n    df = pd.read_csv(path)\n"
+         "    return df.dropna()\n\nx = np.linspace(0, 1, 100)\nplt.plot(x, np.sin(x))\n")
+NOTEBOOK_A = WORDS * 6
+NOTEBOOK_B = WORDS.upper() * 6
+
+
+class CancelAfter(threading.Event):
+    """A cancel event that becomes set after ``n`` checks: cancels at an exact point inside the
+    engine (between prefill chunks, between speculative tokens) without timing races."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.left = n
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        if self.left < 0:
+            self.set()
+        return super().is_set()
+
+
+def load(path: Any, **kw: Any) -> Any:
+    import minicpm
+
+    opts = {"n_ctx": 1024, "n_threads": 2, "kv_type": "f32", "speculative": "off", **kw}
+    return minicpm.load(str(path), backend="llama.cpp", **opts)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_gguf: Any) -> Any:
+    return tiny_gguf("dense_tied", max_position_embeddings=1024)
+
+
+@pytest.fixture(scope="module")
+def reference(model: Any) -> Any:
+    """Greedy text from a context that is emptied before every request: no reuse at all."""
+    engine = load(model.path, cache_mb=0)
+
+    def run(prompt: str, n: int = 12) -> str:
+        engine.backend.kv.forget()
+        return engine.complete(prompt, temperature=0, max_tokens=n, ignore_eos=True).read()
+
+    yield run
+    engine.close()
+
+
+def greedy(engine: Any, prompt: str, n: int = 12, **kw: Any) -> Any:
+    g = engine.complete(prompt, temperature=0, max_tokens=n, ignore_eos=True, **kw)
+    g.read()
+    return g
+
+
+# --- the cache itself ----------------------------------------------------------------------
+
+def test_common_prefix() -> None:
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix([1, 2], [1, 2, 3]) == 2
+    assert common_prefix([], [1]) == 0
+    assert common_prefix([5], [6]) == 0
+
+
+def test_lru_within_budget_and_superseded_prefixes() -> None:
+    c = PromptCache(budget_bytes=250, min_tokens=2)
+    a = list(range(10))
+    c.put(a, b"", 100)
+    c.put([7, 7, 7], b"", 100)
+    assert c.best(a + [99])[1] == 10  # a is now the most recently used
+    c.put([8, 8, 8], b"", 100)  # over budget: the least recently used ([7, 7, 7]) goes
+    assert c.used_bytes <= 250 and c.stats.evictions == 1
+    assert c.best([7, 7, 7])[1] == 0 and c.best([8, 8, 8, 1])[1] == 3
+    c.put(a + [10, 11], b"", 160)  # supersedes a (its prefix), then evicts [8, 8, 8]
+    assert len(c) == 1 and c.covers(a) and not c.worth_saving(a)
+    assert c.put([1] * 5, b"", 251) is None  # larger than the whole budget
+    assert not PromptCache(0).worth_saving(a)
+
+
+# --- through the engine ----------------------------------------------------------------------
+
+def test_alternating_conversations_match_full_prefill(model: Any, reference: Any) -> None:
+    """Two notebook conversations alternate with a short unrelated request between turns; each
+    follow-up resumes from its own snapshot and answers exactly as a full prefill would."""
+    with load(model.path) as engine:
+        turns = [NOTEBOOK_A + "Q1", "hi", NOTEBOOK_B + "Q1", "hello",
+                 NOTEBOOK_A + "Q1 answer Q2", "hey", NOTEBOOK_B + "Q1 answer Q2"]
+        for prompt in turns:
+            g = greedy(engine, prompt)
+            assert g.text == reference(prompt), prompt[-20:]
+        s = engine.stats()["prompt_cache"]
+        assert s["snapshot_hits"] >= 2 and s["restores"] >= 2
+        n_a = engine.count_tokens(NOTEBOOK_A + "Q1", add_bos=True)
+        # The last follow-up prefilled only its new tokens (a few), not the notebook.
+        assert g.usage.prompt_tokens - s["last"]["prefilled"] >= n_a - 8
+        assert s["last"]["source"] == "snapshot"
+
+
+def test_eviction_keeps_the_budget(model: Any, reference: Any) -> None:
+    with load(model.path) as probe:
+        greedy(probe, NOTEBOOK_A)
+        assert probe.backend.kv.save_live()
+        one = probe.backend.kv.cache.used_bytes
+    budget_mb = one * 1.5 / 2**20  # room for one notebook snapshot, not two
+    with load(model.path, cache_mb=budget_mb) as engine:
+        cache = engine.backend.kv.cache
+        for prompt in [NOTEBOOK_A + "1", NOTEBOOK_B + "1", NOTEBOOK_A.lower() + "1",
+                       NOTEBOOK_A + "2", NOTEBOOK_B + "2"]:
+            assert greedy(engine, prompt).text == reference(prompt)
+            assert cache.used_bytes <= cache.budget_bytes
+        assert cache.stats.evictions >= 1 and len(cache) == 1
+
+
+def test_two_conversations_sharing_a_prefix(model: Any, reference: Any) -> None:
+    """Two conversations over the same notebook: the notebook is read once. A diverging tail
+    long enough to be worth keeping (>= min_tokens) is snapshotted; a short one is not (the
+    shared prefix stays live, and a few tokens are cheaper to prefill than a copy)."""
+    long_q = NOTEBOOK_A + "Please rewrite this: " + WORDS.replace("df", "frame")
+    with load(model.path) as engine:
+        shared = engine.count_tokens(NOTEBOOK_A, add_bos=True)
+        greedy(engine, long_q)
+        g = greedy(engine, NOTEBOOK_A + "second question")
+        last = engine.stats()["prompt_cache"]["last"]
+        assert last["source"] == "live" and last["reused"] >= shared - 2
+        assert g.text == reference(NOTEBOOK_A + "second question")
+        assert engine.stats()["prompt_cache"]["snapshots"] == 1  # the long one was kept
+        # Back to the first: its own longer prefix comes back from its snapshot.
+        g = greedy(engine, long_q + " and more")
+        last = engine.stats()["prompt_cache"]["last"]
+        assert last["source"] == "snapshot"
+        assert last["reused"] >= engine.count_tokens(long_q, add_bos=True) - 2
+        assert g.text == reference(long_q + " and more")
+        # A third conversation on the same notebook starts from the shared part.
+        g = greedy(engine, NOTEBOOK_A + "third")
+        assert engine.stats()["prompt_cache"]["last"]["reused"] >= shared - 2
+        assert g.text == reference(NOTEBOOK_A + "third")
+
+
+def test_cancel_during_a_cached_resume(model: Any, reference: Any) -> None:
+    """Cancelled between prefill chunks after a snapshot was restored: nothing is produced,
+    and the next request still answers exactly (the KV and its token list agree)."""
+    with load(model.path, n_batch=16) as engine:
+        greedy(engine, NOTEBOOK_A + "Q1")
+        greedy(engine, NOTEBOOK_B + "Q1")
+        follow = NOTEBOOK_A + "Q1 and then a much longer follow-up question " * 3
+        g = engine.complete(follow, temperature=0, max_tokens=8, ignore_eos=True,
+                            cancel=CancelAfter(2))
+        assert g.read() == "" and g.usage.finish_reason == "cancelled"
+        assert engine.stats()["prompt_cache"]["last"]["source"] == "snapshot"
+        kv = engine.backend.kv
+        assert kv.n_tokens < engine.count_tokens(follow, add_bos=True)  # stopped mid-prefill
+        assert greedy(engine, follow).text == reference(follow)
+        assert greedy(engine, NOTEBOOK_B + "Q1 again").text == reference(NOTEBOOK_B + "Q1 again")
+
+
+def test_complete_stream_reuses_its_prefix(model: Any, reference: Any) -> None:
+    """Inline completion: many small raw completions over a long, slowly growing prefix."""
+    with load(model.path) as engine:
+        prefix = NOTEBOOK_A
+        for i in range(4):
+            prefix += f"y{i} = x * {i}\n"
+            assert greedy(engine, prefix, n=6).text == reference(prefix, 6)
+        s = engine.stats()["prompt_cache"]
+        assert s["hits"] >= 3 and s["reuse_ratio"] > 0.7
+
+
+def test_stats_shape_and_default_on(model: Any) -> None:
+    with load(model.path) as engine:
+        s = engine.stats()
+        assert s["prompt_cache"]["enabled"] and s["prompt_cache"]["budget_mb"] == 1024
+        assert {"hits", "tokens_reused", "used_mb", "snapshots"} <= set(s["prompt_cache"])
+        assert s["kv"]["type"] == "f32" and s["rss_mb"] > 0
+        assert engine.info.extra["prompt_cache_mb"] == 1024
