@@ -23,6 +23,16 @@ class MiniCPM(LoggingConfigurable):
     quant = Unicode("", config=True, help="int8 or int4 (torch backend); empty = none.")
     n_threads = Int(0, config=True, help="CPU threads for llama.cpp; 0 = physical cores.")
     n_ctx = Int(0, config=True, help="Context window in tokens; 0 = the model's default.")
+    prompt_cache_mb = Float(
+        -1.0, config=True,
+        help="llama.cpp prompt cache: MB of KV snapshots kept for recent conversations, on top "
+             "of the model; -1 = the default (1024), 0 = off.")
+    kv_type = Unicode("auto", config=True,
+                      help="llama.cpp KV cache type: auto (q8_0 for large caches), f16, q8_0, q4_0.")
+    low_memory = Bool(False, config=True,
+                      help="llama.cpp: q4_0 KV cache and smaller batches (4 GB laptops).")
+    speculative = Unicode("auto", config=True,
+                          help="llama.cpp prompt-lookup speculative decoding: auto, on, off.")
     model_dirs = List(Unicode(), config=True, help="Extra folders searched for models.")
     remote_base_url = Unicode(
         "", config=True,
@@ -64,6 +74,14 @@ class MiniCPM(LoggingConfigurable):
             opts["n_threads"] = self.n_threads
         if self.n_ctx:
             opts["n_ctx"] = self.n_ctx
+        if self.prompt_cache_mb >= 0:
+            opts["cache_mb"] = self.prompt_cache_mb
+        if self.kv_type != "auto":
+            opts["kv_type"] = self.kv_type
+        if self.low_memory:
+            opts["low_memory"] = True
+        if self.speculative != "auto":
+            opts["speculative"] = self.speculative
         if self.model_dirs:
             opts["model_dirs"] = list(self.model_dirs)
         if self.remote_base_url:

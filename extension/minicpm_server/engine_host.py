@@ -203,6 +203,7 @@ class EngineHost:
             "hint": hint,
             "queue": {"running": len(self.running), "waiting": len(self.waiting),
                       "concurrency": self.config.concurrency},
+            "cache": self.engine.stats() if self.engine is not None else None,
             "version": minicpm.__version__,
         }
 
