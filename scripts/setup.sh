@@ -20,7 +20,8 @@ if ! python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
     python -m pip install -q torch
   else
-    python -m pip install -q "torch==${TORCH_CPU_VERSION}"
+    # triton too: tests/torch run the Triton kernels on CPU under its interpreter
+    python -m pip install -q "torch==${TORCH_CPU_VERSION}" "triton==3.7.1"
   fi
 fi
 

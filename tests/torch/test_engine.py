@@ -15,6 +15,11 @@ from minicpm.sampling import SamplingParams, sample_token
 from minicpm.torch.generate import Sampler
 
 
+def take(tokens, n: int) -> list[int]:
+    """The first n token ids; stops the generator there (it would run to the end of n_ctx)."""
+    return [t for _, (t, _b) in zip(range(n), tokens, strict=False)]
+
+
 @pytest.fixture
 def engine(tiny):
     folder, cfg, wts = tiny("gqa")
@@ -36,7 +41,7 @@ def test_greedy_tokens_follow_reference_argmax(engine) -> None:
     b = eng.backend
     prompt = b.tokenize("hello world the cat", add_bos=True)
     params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
-    got = [t for t, _ in b.generate_tokens(prompt, params, threading.Event())][:6]
+    got = take(b.generate_tokens(prompt, params, threading.Event()), 6)
     seq = list(prompt)
     for _ in range(6):
         seq.append(int(np.argmax(reference_logits(cfg, wts, seq)[-1])))
@@ -71,7 +76,7 @@ def test_seed_reproducible_and_seeds_differ(engine) -> None:
     def run(seed: int) -> list[int]:
         p = SamplingParams(temperature=1.5, top_k=0, top_p=1.0, seed=seed, max_tokens=12,
                            ignore_eos=True)
-        return [t for t, _ in b.generate_tokens(prompt, p, threading.Event())][:12]
+        return take(b.generate_tokens(prompt, p, threading.Event()), 12)
 
     assert run(7) == run(7)
     assert len({tuple(run(s)) for s in range(4)}) > 1

@@ -3,6 +3,8 @@ the Triton kernels vs the twins and the CUDA-graph decode vs eager."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,48 @@ rng = np.random.default_rng(0)
 
 def f64(t: torch.Tensor) -> np.ndarray:
     return t.double().cpu().numpy()
+
+
+def test_dispatch_follows_minicpm_triton() -> None:
+    """MINICPM_TRITON picks the path for CPU tensors: "interpret" (test_forced_triton's inner
+    run) sends them to the Triton kernels, anything else keeps the twins."""
+    x = torch.ones(2, 8)
+    tk = kernels._use_triton(x)
+    if os.environ.get("MINICPM_TRITON") == "interpret":
+        assert tk is not None and tk.__name__.endswith("triton_kernels")
+    else:
+        assert tk is None
+
+
+def test_device_context_selects_the_model_device() -> None:
+    """Triton launches, streams and graph capture follow the *current* CUDA device: the model's
+    device is made current for them. Building the context needs no GPU."""
+    ctx = kernels.device_context(torch.device("cuda:1"))
+    assert isinstance(ctx, torch.cuda.device) and ctx.idx == 1
+    assert kernels.device_context("cuda:0").idx == 0
+    assert not isinstance(kernels.device_context("cpu"), torch.cuda.device)
+
+
+def test_generator_runs_prefill_and_decode_under_the_model_device(tiny_hf, monkeypatch) -> None:
+    from minicpm.sampling import SamplingParams
+    from minicpm.torch.generate import Generator
+    from minicpm.torch.loader import load_model
+
+    seen = []
+    real = kernels.device_context
+
+    def record(device):
+        seen.append(torch.device(device))
+        return real(device)
+
+    monkeypatch.setattr(kernels, "device_context", record)
+    model, _ = load_model(tiny_hf("gqa").path)
+    gen = Generator(model, 32, cuda_graph=False)
+    out = list(gen.generate([1, 5, 9], SamplingParams(temperature=0, ignore_eos=True),
+                            max_new=4))
+    assert len(out) == 4
+    # cache set-up, one prefill, three decode steps: each under the model's device
+    assert seen == [torch.device("cpu")] * 5
 
 
 def test_add_rms_norm_twin() -> None:
