@@ -1,8 +1,12 @@
-"""A WebSocket chat frame → a queued ``Job``: validation up front, prompt assembly once the
-engine is known (context budget and image handling depend on the loaded model)."""
+"""A WebSocket chat frame → a queued ``Job``: every limit checked up front (no work on the
+event loop beyond counting), images decoded in a worker, the prompt assembled by
+``minicpm.prompts.assemble`` once the engine is known (context budget and image handling
+depend on the loaded model)."""
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import Any
 
 import minicpm
@@ -12,87 +16,87 @@ from minicpm.sampling import SamplingParams
 from .config import MiniCPM
 from .engine_host import Job
 from .errors import RequestError
-from .images import DecodedImage, decode_image
+from .images import ImageUpload, decode_uploads
 
-NO_VISION_NOTE = "not shown: this model cannot see images, answer from the text around it"
+MAX_STOP_CHARS = 256
+MAX_ID_CHARS = 128
 
 
-def check_sampling(sampling: Any) -> dict[str, Any]:
+def check_sampling(sampling: Any, cfg: MiniCPM) -> dict[str, Any]:
+    """Validate sampling options and apply the server's caps (stop strings, max_tokens)."""
     if sampling is None:
         return {}
     if not isinstance(sampling, dict):
         raise RequestError(400, "sampling must be an object")
-    SamplingParams.from_kwargs(**sampling)  # ValueError names the bad option
+    mt = sampling.get("max_tokens")
+    if mt is not None:
+        # JSON numbers may be floats (1e309 is inf): only whole numbers in range pass.
+        if isinstance(mt, bool) or not isinstance(mt, (int, float)) or not math.isfinite(mt) \
+                or mt != int(mt):
+            raise RequestError(400, "max_tokens must be a whole number")
+        if not 1 <= mt <= cfg.max_tokens_limit:
+            raise RequestError(400, f"max_tokens must be between 1 and {cfg.max_tokens_limit} "
+                                    "(c.MiniCPM.max_tokens_limit)")
+    stop = sampling.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise RequestError(400, "stop must be a string or a list of strings")
+        if len(stops) > cfg.max_stop:
+            raise RequestError(400, f"{len(stops)} stop strings; the limit is {cfg.max_stop} "
+                                    "(c.MiniCPM.max_stop)")
+        if any(len(s) > MAX_STOP_CHARS for s in stops):
+            raise RequestError(400, f"a stop string is longer than {MAX_STOP_CHARS} characters")
+    for k in ("temperature", "top_p", "repetition_penalty"):
+        v = sampling.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not math.isfinite(v)):
+            raise RequestError(400, f"{k} must be a number")
+    for k in ("top_k", "seed"):
+        v = sampling.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise RequestError(400, f"{k} must be a whole number")
+    SamplingParams.from_kwargs(**sampling)  # ValueError names any other bad option
     return dict(sampling)
 
 
-def chat_job(frame: dict[str, Any], cfg: MiniCPM) -> Job:
+def check_messages(raw: Any, cfg: MiniCPM) -> list[dict[str, str]]:
+    if isinstance(raw, list) and len(raw) > cfg.max_messages:
+        raise RequestError(400, f"{len(raw)} messages; the limit is {cfg.max_messages} "
+                                "(c.MiniCPM.max_messages)")
+    return templates.normalize_messages(raw)
+
+
+async def chat_job(frame: dict[str, Any], cfg: MiniCPM) -> Job:
     rid = frame.get("id")
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "":
-        raise RequestError(400, "a chat frame needs an 'id' (string)")
-    messages = templates.normalize_messages(frame.get("messages"))
-    parts = prompts.validate_parts(frame.get("context"))
-    sampling = check_sampling(frame.get("sampling"))
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "" \
+            or len(str(rid)) > MAX_ID_CHARS:
+        raise RequestError(400, f"a chat frame needs an 'id' (a string of 1-{MAX_ID_CHARS} "
+                                "characters)")
+    if "chat_id" in frame:
+        # One way of saving chats: the client PUTs /minicpm/chats/{id} (docs/protocol.md).
+        raise RequestError(400, "chat frames do not save chats (no 'chat_id'); save with "
+                                "PUT /minicpm/chats/{id}")
+    messages = check_messages(frame.get("messages"), cfg)
+    context = frame.get("context")
+    if isinstance(context, list) and len(context) > cfg.max_context_parts:
+        raise RequestError(400, f"{len(context)} context parts; the limit is "
+                                f"{cfg.max_context_parts} (c.MiniCPM.max_context_parts)")
+    parts = prompts.validate_parts(context)
+    sampling = check_sampling(frame.get("sampling"), cfg)
     truncate = frame.get("truncate", "error")
     if truncate not in ("error", "left"):
         raise RequestError(400, "truncate must be 'error' or 'left'")
-    images: dict[int, DecodedImage] = {}
-    for i, p in enumerate(parts):
-        if p["kind"] == "image":
-            images[i] = decode_image(p["data"], max_bytes=cfg.max_image_bytes,
-                                     max_pixels=cfg.max_image_pixels, label=f"context[{i}]")
-    user_idx = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
-    if user_idx is None:
+    if not any(m["role"] == "user" for m in messages):
         raise RequestError(400, "messages need at least one user message")
+    where = [i for i, p in enumerate(parts) if p["kind"] == "image"]
+    decoded = await decode_uploads(
+        [ImageUpload(f"context[{i}]", parts[i]["data"]) for i in where], cfg)
+    images = dict(zip(where, decoded, strict=True))
+    max_tokens = sampling.get("max_tokens")
 
-    job = Job(id=str(rid), sampling=sampling, truncate=truncate)
+    def prepare(engine: minicpm.Engine, cancel: threading.Event) -> prompts.Assembled:
+        return prompts.assemble(engine, messages, parts, images, max_tokens=max_tokens,
+                                cancel=cancel)
 
-    def prepare(engine: minicpm.Engine) -> tuple[list[dict[str, Any]], list[Any], str | None]:
-        info = engine.info
-        pil_images: list[Any] = []
-        notice = None
-        shown = []
-        for i, p in enumerate(parts):
-            p = {k: v for k, v in p.items() if k != "data"}
-            if i in images:
-                desc = images[i].describe()
-                if info.vision:
-                    pil_images.append(images[i].image)
-                    p["summary"] = p.get("summary") or f"{desc}, attached"
-                else:
-                    # Degrade, don't fail: the model gets the size (and any summary the client
-                    # computed), and is told it cannot see the picture.
-                    extra = f"; summary: {p['summary']}" if p.get("summary") else ""
-                    p["summary"] = f"{desc} ({NO_VISION_NOTE}){extra}"
-                    notice = (f"{info.label} cannot see images: it was given only the image's "
-                              "size and any text summary. Load a MiniCPM-V model to ask about "
-                              "pictures.")
-            shown.append(p)
-        msgs = [dict(m) for m in messages]
-        if msgs[0]["role"] != "system":
-            msgs.insert(0, {"role": "system", "content": prompts.SYSTEM_PROMPT})
-            idx = user_idx + 1
-        else:
-            idx = user_idx
-        count = _token_counter(engine)
-        budget = None
-        if count is not None:
-            ctx = info.context_length
-            max_tokens = int(sampling.get("max_tokens") or engine.defaults.max_tokens)
-            others = sum(count(m["content"]) for m in msgs) + 16 * len(msgs)
-            budget = max(64, ctx - min(max_tokens, ctx // 4) - others)
-        text, truncated = prompts.build_user_message(msgs[idx]["content"], shown, count, budget)
-        msgs[idx]["content"] = text
-        job.meta["context_truncated"] = truncated
-        return msgs, pil_images, notice
-
-    job.prepare = prepare
-    return job
-
-
-def _token_counter(engine: minicpm.Engine) -> Any:
-    try:
-        engine.count_tokens("x")
-    except NotImplementedError:  # remote backends do not tokenize locally
-        return None
-    return engine.count_tokens
+    return Job(id=str(rid), prepare=prepare, sampling=sampling, truncate=truncate)

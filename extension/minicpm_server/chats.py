@@ -3,10 +3,18 @@
 A crash at any point leaves either the old file or the new one, never a torn one: the new
 content goes to a temp file in the same folder, is fsynced, then ``os.replace``d over the old
 name (atomic on POSIX and Windows), and the folder is fsynced so the rename itself survives.
+
+Two servers may share the folder (the default is per user, not per server): every write holds
+a shared ``flock`` on ``.lock`` in the folder from temp file to rename, and the start-up
+clean-up of crashed writes' temp files takes it exclusively, without waiting (if a write is
+under way it skips; the next start cleans up). So one server's clean-up never deletes
+another's temp file mid-write. Where ``fcntl`` is missing (Windows), clean-up removes only
+temp files older than an hour.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,8 +22,14 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from .errors import RequestError
 
@@ -23,6 +37,31 @@ log = logging.getLogger("minicpm_server")
 
 CHAT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TMP_PREFIX = ".tmp-"
+_LOCK_NAME = ".lock"
+_STALE_TMP_S = 3600.0  # without fcntl: a temp file this old is from a crash, not a write
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, exclusive: bool = False, wait: bool = True) -> Iterator[bool]:
+    """An advisory lock on ``folder/.lock`` shared between processes. Yields False when
+    ``wait`` is False and another process holds it in a conflicting mode."""
+    if fcntl is None:  # pragma: no cover - Windows
+        yield True
+        return
+    fd = os.open(folder / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, mode)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def check_id(chat_id: str) -> str:
@@ -84,11 +123,20 @@ class ChatStore:
         return self.folder / f"{check_id(chat_id)}.json"
 
     def cleanup(self) -> int:
-        """Remove temp files left by a crash mid-write (the saved files are intact)."""
+        """Remove temp files left by a crash mid-write (the saved files are intact). Skipped
+        while another process writes into the folder (see the module's docstring)."""
         n = 0
-        if self.folder.is_dir():
+        if not self.folder.is_dir():
+            return n
+        with folder_lock(self.folder, exclusive=True, wait=False) as locked:
+            if not locked:
+                log.info("chats folder %s is being written by another server; no clean-up",
+                         self.folder)
+                return n
             for p in self.folder.glob(_TMP_PREFIX + "*"):
                 try:
+                    if fcntl is None and time.time() - p.stat().st_mtime < _STALE_TMP_S:
+                        continue  # pragma: no cover - Windows: maybe another's write
                     p.unlink()
                     n += 1
                 except OSError:
@@ -120,7 +168,9 @@ class ChatStore:
         except FileNotFoundError:
             raise RequestError(404, f"no saved chat {chat_id!r}") from None
         except ValueError as e:
-            raise RequestError(500, f"chat file {p} is damaged: {e}") from e
+            log.error("chat file %s is damaged: %s", p, e)
+            raise RequestError(500, f"saved chat {chat_id!r} is damaged (see the server's "
+                                    "log)") from e
         data["id"] = chat_id
         return data
 
@@ -131,23 +181,8 @@ class ChatStore:
                 "updated": time.time()}
         with self._lock:
             self._ensure()
-            atomic_write_json(self._path(chat_id), data)
-        return data
-
-    def append(self, chat_id: str, new_messages: list[dict[str, Any]],
-               title: str | None = None) -> dict[str, Any]:
-        """Add messages to a chat, creating it if needed (used by the WebSocket's chat_id)."""
-        with self._lock:
-            try:
-                data = self.get(chat_id)
-            except RequestError as e:
-                if e.status != 404:
-                    raise
-                data = {"title": title or "", "messages": []}
-            data["messages"] = list(data.get("messages", [])) + new_messages
-            data.update(id=chat_id, updated=time.time())
-            self._ensure()
-            atomic_write_json(self._path(chat_id), data)
+            with folder_lock(self.folder):
+                atomic_write_json(self._path(chat_id), data)
         return data
 
     def delete(self, chat_id: str) -> None:

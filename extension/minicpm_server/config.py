@@ -45,13 +45,38 @@ class MiniCPM(LoggingConfigurable):
         help="Generations run at once. A local engine runs one at a time anyway; raise it for "
              "the remote backend, whose server batches.")
     max_queue = Int(64, config=True, help="Requests waiting beyond this are refused with 503.")
-    chats_dir = Unicode(config=True, help="Where saved chats live (one JSON file each).")
+    chats_dir = Unicode(
+        config=True,
+        help="Where saved chats live (one JSON file each). Servers sharing a folder take a "
+             "file lock for every write and for start-up clean-up.")
     load_on_start = Bool(
         True, config=True, help="Load the model when the server starts (in the background); "
                                 "False = at first use.")
-    max_image_bytes = Int(10 * 2**20, config=True, help="Largest decoded image accepted.")
-    max_image_pixels = Int(40_000_000, config=True, help="Largest image (width×height) accepted.")
-    max_body_bytes = Int(32 * 2**20, config=True, help="Largest request body / WebSocket frame.")
+    remote_max_response_bytes = Int(
+        16 * 2**20, config=True,
+        help="Most bytes read from the remote server for one answer or listing (it is not "
+             "trusted to stop).")
+    # Limits on what one request may ask for: checked before any work, answered with 4xx.
+    max_image_bytes = Int(10 * 2**20, config=True, help="Largest image file accepted (bytes).")
+    max_image_pixels = Int(
+        40_000_000, config=True,
+        help="Largest image (width×height) accepted; read from the file's header, before "
+             "decoding.")
+    max_images = Int(8, config=True, help="Most images in one request.")
+    max_body_bytes = Int(
+        32 * 2**20, config=True,
+        help="Largest request body / WebSocket frame; refused before it is read.")
+    max_context_parts = Int(256, config=True, help="Most context parts in one chat request.")
+    max_messages = Int(512, config=True, help="Most messages in one request.")
+    max_stop = Int(16, config=True, help="Most stop strings in one request (each at most 256 "
+                                         "characters).")
+    max_tokens_limit = Int(
+        32768, config=True,
+        help="Largest max_tokens a request may ask for (the context window caps it further).")
+    max_requests_per_connection = Int(
+        8, config=True,
+        help="Requests one WebSocket may have queued or running at once; more are refused "
+             "with 429.")
 
     @default("chats_dir")
     def _chats_dir_default(self) -> str:
@@ -87,6 +112,7 @@ class MiniCPM(LoggingConfigurable):
         if self.remote_base_url:
             opts["base_url"] = self.remote_base_url
             opts["timeout"] = self.remote_timeout
+            opts["max_response_bytes"] = self.remote_max_response_bytes
             if self.remote_api_key_env:
                 opts["api_key_env"] = self.remote_api_key_env
         return opts

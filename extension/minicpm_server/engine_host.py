@@ -20,15 +20,19 @@ from typing import Any
 
 import minicpm
 from minicpm.catalogue import STANDIN_HINT, resolve
+from minicpm.prompts import Assembled
 
 from .config import MiniCPM
 from .errors import RequestError, message_for, status_for
+from .events import Delta, Done, Event, Failed, Queued, Started
 
 log = logging.getLogger("minicpm_server")
 
-# (engine) -> (messages, images, notice): turns a request into engine arguments once the
-# engine is known (context budgets and image handling depend on the loaded model).
-Prepare = Callable[[minicpm.Engine], tuple[list[dict[str, Any]], list[Any], str | None]]
+# (engine, cancel) -> what engine.chat takes: turns a request into engine arguments once the
+# engine is known (context budgets and image handling depend on the loaded model). Runs in the
+# worker thread; it may raise minicpm.prompts.AssemblyCancelled when the job is stopped.
+Prepare = Callable[[minicpm.Engine, threading.Event], Assembled]
+_UNRESOLVED = object()
 
 # Assumed read rate for the loading-progress estimate (llama.cpp mmaps; torch reads).
 _LOAD_BYTES_PER_S = 400e6
@@ -36,15 +40,15 @@ _LOAD_BYTES_PER_S = 400e6
 
 @dataclass(eq=False)
 class Job:
-    """One generation request. ``events`` carries tuples to the handler that owns it:
-    ("queued", position) ("start", label, notice) ("delta", text) ("done", usage) ("error", status, msg)."""
+    """One generation request. ``events`` carries typed events (``events.py``) to the handler
+    that owns it."""
 
     id: str
     prepare: Prepare | None = None  # chat
     prompt: str | None = None  # raw completion
     sampling: dict[str, Any] = field(default_factory=dict)
     truncate: str = "error"
-    events: asyncio.Queue[tuple[Any, ...]] = field(default_factory=asyncio.Queue)
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     position: int = 0
     finished: bool = False
@@ -86,17 +90,20 @@ class EngineHost:
         self._loop = loop
 
     def check_model(self, model: str | None, backend: str | None = None) -> Path | None:
-        """Resolve a model name now (fast, file-system only) so an unknown one is a 404 at once
-        and not a background failure. Returns the file or folder, None for remote."""
+        """Resolve a model name (file-system walks: call it off the event loop) so that an
+        unknown one is a 404 at once and not a background failure. Returns the file or
+        folder, None for remote."""
         backend = backend or self.config.backend
         if backend == "remote" or self.config.remote_base_url:
             return None
         return resolve(model or None, model_dirs=self.config.model_dirs or None).path
 
     def start_load(self, model: str | None = None, backend: str | None = None,
-                   device: str | None = None) -> None:
+                   device: str | None = None, path: Any = _UNRESOLVED) -> None:
         """Load in a background thread; the current engine keeps serving until the new one is
-        ready (then it is swapped in, and the old one closed once its generations end)."""
+        ready (then it is swapped in, and the old one closed once its generations end).
+        ``path``: what ``check_model`` gave; without it the name is resolved in that thread
+        (a bad name then shows as the ``error`` state)."""
         model = model if model is not None else (self.config.model or None)
         backend = backend or self.config.backend
         opts = self.config.load_options()
@@ -104,27 +111,24 @@ class EngineHost:
             opts["device"] = device
         if backend == "remote" and "base_url" not in opts:
             raise RequestError(400, "backend 'remote' needs c.MiniCPM.remote_base_url")
-        path = self.check_model(model, backend)  # raises ModelNotFoundError / ModelFileError
-        size = 0
-        if path is not None:
-            try:
-                size = path.stat().st_size if path.is_file() else sum(
-                    p.stat().st_size for p in path.iterdir() if p.is_file())
-            except OSError:
-                size = 0
         self._load_seq += 1
         seq = self._load_seq
         self.state, self.error, self.error_status = "loading", None, None
-        self.target = model or (path.name if path else "default")
+        self.target = model or (path.name if isinstance(path, Path) else "default")
         self._load_started = time.monotonic()
-        self._load_expected_s = 0.5 + size / _LOAD_BYTES_PER_S
+        self._load_expected_s = 0.5
         loop = self.loop
 
         def work() -> None:
             try:
+                found = self.check_model(model, backend) if path is _UNRESOLVED else path
+                self._load_expected_s = 0.5 + _size(found) / _LOAD_BYTES_PER_S
                 engine = self._loader(model, backend=backend, **opts)
             except BaseException as e:  # report every failure, never kill the server
-                log.exception("loading %s failed", model or "the default model")
+                if isinstance(e, (minicpm.MiniCPMError, ValueError)):  # said for a person
+                    log.error("loading %s failed: %s", model or "the default model", e)
+                else:
+                    log.exception("loading %s failed", model or "the default model")
                 engine, err = None, e
             else:
                 err = None
@@ -146,7 +150,7 @@ class EngineHost:
             self.state, self.error = "error", message_for(err)
             self.error_status = 503 if status_for(err) >= 500 else status_for(err)
             for job in list(self.waiting):
-                self._fail(job, self.error_status, f"model failed to load: {self.error}")
+                self._finish(job, Failed(self.error_status, f"model failed to load: {self.error}"))
             self.waiting.clear()
             return
         old, self.engine = self.engine, engine
@@ -224,14 +228,14 @@ class EngineHost:
         job.cancel()
         if job in self.waiting:
             self.waiting.remove(job)
-            self._finish(job, ("done", _cancelled_usage()))
+            self._finish(job, Done(_cancelled_usage()))
             self._report_positions()
 
     def _pump(self) -> None:
         while self.state == "ready" and self.waiting and len(self.running) < self.config.concurrency:
             job = self.waiting.popleft()
             if job.cancel_event.is_set():
-                self._finish(job, ("done", _cancelled_usage()))
+                self._finish(job, Done(_cancelled_usage()))
                 continue
             self.running.add(job)
             engine = self.engine
@@ -244,19 +248,16 @@ class EngineHost:
         for i, job in enumerate(self.waiting, start=1):
             if job.position != i:
                 job.position = i
-                job.events.put_nowait(("queued", i))
+                job.events.put_nowait(Queued(i))
 
     def _job_ended(self, job: Job, fut: asyncio.Future[None]) -> None:
         self.running.discard(job)
         if not job.finished:  # the worker died without reporting (should not happen)
             exc = fut.exception() if not fut.cancelled() else None
-            self._fail(job, 500, message_for(exc) if exc else "generation was cancelled")
+            self._finish(job, Failed(500, message_for(exc) if exc else "generation was cancelled"))
         self._pump()
 
-    def _fail(self, job: Job, status: int, message: str) -> None:
-        self._finish(job, ("error", status, message))
-
-    def _finish(self, job: Job, event: tuple[Any, ...]) -> None:
+    def _finish(self, job: Job, event: Done | Failed) -> None:
         if not job.finished:
             job.finished = True
             job.events.put_nowait(event)
@@ -271,38 +272,54 @@ class EngineHost:
             except RuntimeError:  # loop closed: the server is gone, stop generating
                 job.cancel()
 
-        def emit(event: tuple[Any, ...]) -> None:
+        def emit(event: Event) -> None:
             post(job.events.put_nowait, event)
 
         gen: minicpm.Generation | None = None
         try:
             if job.prepare is not None:
-                messages, images, notice = job.prepare(engine)
-                gen = engine.chat(messages, images or None, cancel=job.cancel_event,
+                a = job.prepare(engine, job.cancel_event)
+                job.meta["context_truncated"] = a.truncated
+                notice = a.notice
+                gen = engine.chat(a.messages, a.images or None, cancel=job.cancel_event,
                                   truncate=job.truncate, **job.sampling)
             else:
                 notice = None
                 gen = engine.complete(job.prompt or "", cancel=job.cancel_event,
                                       truncate=job.truncate, **job.sampling)
-            emit(("start", engine.info.label, notice))
+            emit(Started(engine.info.label, notice))
             for delta in gen:
-                emit(("delta", delta))
+                emit(Delta(delta))
             usage = gen.usage
             if job.cancel_event.is_set():
                 usage.finish_reason = "cancelled"
             job.text = gen.text
             self.generated_tokens += usage.completion_tokens
-            post(self._finish, job, ("done", usage))
+            post(self._finish, job, Done(usage))
         except BaseException as e:  # every failure becomes an error frame
-            if not isinstance(e, (ValueError, minicpm.MiniCPMError)):
+            if job.cancel_event.is_set():  # stopped (e.g. while the prompt was assembled)
+                post(self._finish, job, Done(_cancelled_usage()))
+                return
+            if status_for(e) >= 500:
                 log.exception("generation %s failed", job.id)
-            post(self._fail, job, status_for(e), message_for(e))
+            post(self._finish, job, Failed(status_for(e), message_for(e)))
         finally:
             if gen is not None:
                 try:
                     gen.close()
                 except Exception:  # closing a finished generator may raise; nothing to do
                     pass
+
+
+def _size(path: Path | None) -> int:
+    """Bytes of a model file or folder (for the progress estimate); 0 when unknown."""
+    try:
+        if path is None:
+            return 0
+        return path.stat().st_size if path.is_file() else sum(
+            p.stat().st_size for p in path.iterdir() if p.is_file())
+    except OSError:
+        return 0
 
 
 def _cancelled_usage() -> minicpm.Usage:

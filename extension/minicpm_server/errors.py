@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from minicpm.errors import (
     BackendUnavailableError,
     ContextOverflowError,
     ImageError,
+    MiniCPMError,
     ModelFileError,
     ModelNotFoundError,
     OutOfMemoryError,
@@ -33,6 +37,25 @@ def status_for(exc: BaseException) -> int:
 
 
 def message_for(exc: BaseException) -> str:
+    """What the client is told. Client mistakes and the engine's own errors are written for a
+    person; anything else is a bug whose text may hold paths or internals: the client gets
+    its type only, the server log has the traceback."""
     text = str(exc) or type(exc).__name__
-    return text if status_for(exc) < 500 or isinstance(exc, RequestError) else \
-        f"{type(exc).__name__}: {text}"
+    if status_for(exc) < 500 or isinstance(exc, (RequestError, MiniCPMError)):
+        return text
+    return f"internal error ({type(exc).__name__}); the details are in the server's log"
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """JSON as clients may send it, minus what Python's parser accepts beyond the standard
+    (NaN, Infinity) and what would blow its stack (deep nesting): both are 400s."""
+
+    def no_constant(name: str) -> Any:
+        raise RequestError(400, f"malformed JSON: {name} is not a JSON number")
+
+    try:
+        return json.loads(raw, parse_constant=no_constant)
+    except RecursionError:
+        raise RequestError(400, "malformed JSON: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, bad UTF-8
+        raise RequestError(400, f"malformed JSON: {e}") from e

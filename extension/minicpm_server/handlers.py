@@ -20,7 +20,8 @@ from .chat_request import chat_job
 from .chats import ChatStore
 from .config import MiniCPM
 from .engine_host import EngineHost, Job
-from .errors import RequestError, message_for, status_for
+from .errors import RequestError, message_for, parse_json, status_for
+from .events import Delta, Done, Failed, Queued, Started, drain
 
 AUTH_RESOURCE = "minicpm"
 
@@ -34,8 +35,16 @@ class ServerState:
     chats: ChatStore
 
 
+@web.stream_request_body  # so that prepare() sees the headers before the body is read
 class BaseHandler(APIHandler):
+    """JSON in, JSON out; errors as ``{"error", "status"}`` (``send_error_json``).
+
+    The body limit (``c.MiniCPM.max_body_bytes``) is enforced before the body is read: a
+    declared Content-Length over it is a 413 at once, and tornado stops reading a chunked
+    body at the limit (the connection is closed)."""
+
     auth_resource = AUTH_RESOURCE
+    _body: list[bytes]
 
     @property
     def state(self) -> ServerState:
@@ -45,14 +54,25 @@ class BaseHandler(APIHandler):
     def host(self) -> EngineHost:
         return self.state.host
 
+    async def prepare(self) -> None:  # type: ignore[override]
+        self._body = []
+        await ensure_async(super().prepare())  # jupyter_server: user, origin
+        if self._finished:
+            return
+        limit = self.state.config.max_body_bytes
+        self.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"request body is {int(declared):,} bytes; the limit is "
+                                    f"{limit:,} (c.MiniCPM.max_body_bytes)")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body.append(chunk)
+
     def json_body(self) -> dict[str, Any]:
         """The body as a JSON object, or a 400 that says what is wrong."""
-        if len(self.request.body) > self.state.config.max_body_bytes:
-            raise RequestError(413, "request body is too large")
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError as e:
-            raise RequestError(400, f"malformed JSON: {e}") from e
+        raw = b"".join(self._body)
+        body = parse_json(raw or b"{}")
         if not isinstance(body, dict):
             raise RequestError(400, "the body must be a JSON object")
         return body
@@ -71,8 +91,7 @@ class BaseHandler(APIHandler):
             self.set_status(status_code)
         else:
             message = self._reason
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": message, "status": status_code}))
+        self.send_error_json(status_code, message)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # Client mistakes are not server errors: keep the log free of their tracebacks.
@@ -123,7 +142,10 @@ class LoadHandler(BaseHandler):
         backend = body.get("backend")
         if backend is not None and backend not in ("auto", "llama.cpp", "torch", "remote"):
             raise RequestError(400, "backend must be auto, llama.cpp, torch or remote")
-        self.host.start_load(model or None, backend, body.get("device"))
+        # Resolving a name walks folders: off the event loop. An unknown name is a 404 now.
+        path = await asyncio.get_running_loop().run_in_executor(
+            None, self.host.check_model, model or None, backend)
+        self.host.start_load(model or None, backend, body.get("device"), path=path)
         self.set_status(202)
         self.finish(self.host.status())
 
@@ -157,7 +179,7 @@ class ChatHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def put(self, chat_id: str) -> None:
-        body = self.json_body()
+        body = self.json_body()  # a saved chat may be long: only the body limit applies
         saved = await self._run(self.state.chats.save, chat_id, body.get("title", ""),
                                 body.get("messages", []))
         self.finish(saved)
@@ -170,11 +192,17 @@ class ChatHandler(BaseHandler):
         self.finish()
 
 
+class _Pending:
+    """A request id taken by a frame whose images are still being decoded."""
+
+
 class ChatWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
     """``/minicpm/chat``: many requests per socket, each with a client-chosen id.
 
     Authenticated like jupyter_server's own kernel socket (``ws_authenticated`` on the
-    upgrade request, then the authorizer); the origin check comes from ``WebSocketMixin``."""
+    upgrade request, then the authorizer). ``WebSocketMixin.check_origin`` refuses a
+    cross-origin upgrade unless the request carries a token (a page on another site has
+    the user's cookies, never their token) or ``ServerApp.allow_origin`` allows it."""
 
     auth_resource = AUTH_RESOURCE
 
@@ -195,7 +223,9 @@ class ChatWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.authorizer.is_authorized(self, self.current_user, "execute", AUTH_RESOURCE))
         if not authorized_:
             raise web.HTTPError(403)
-        self.jobs: dict[str, Job] = {}
+        # Requests of this socket: accepted (a _Pending while its images decode), queued or
+        # running.
+        self.jobs: dict[str, Job | _Pending] = {}
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
@@ -216,9 +246,9 @@ class ChatWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.send_error_frame(None, 400, "binary frames are not accepted; send JSON text")
             return
         try:
-            frame = json.loads(message)
-        except ValueError as e:
-            self.send_error_frame(None, 400, f"malformed JSON: {e}")
+            frame = parse_json(message)
+        except RequestError as e:
+            self.send_error_frame(None, e.status, str(e))
             return
         if not isinstance(frame, dict):
             self.send_error_frame(None, 400, "a frame must be a JSON object")
@@ -226,79 +256,85 @@ class ChatWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         rid = frame.get("id")
         kind = frame.get("type")
         if kind == "stop":
-            job = self.jobs.get(str(rid))
-            if job is not None:
+            key = str(rid)
+            if isinstance(self.jobs.get(key), _Pending):  # still decoding: never queued
+                del self.jobs[key]
+                self.send({"type": "done", "id": rid, "finish_reason": "cancelled",
+                           "usage": {"prompt_tokens": 0, "completion_tokens": 0,
+                                     "tokens_per_second": 0.0, "time_to_first_token": None},
+                           "truncated": False})
+            elif isinstance(job := self.jobs.get(key), Job):
                 self.state.host.cancel(job)
             return
         if kind != "chat":
             self.send_error_frame(rid, 400, "type must be 'chat' or 'stop'")
             return
-        try:
-            if str(rid) in self.jobs:
-                raise RequestError(409, f"request id {rid!r} is already running on this socket")
-            job = chat_job(frame, self.state.config)
-            chat_id = frame.get("chat_id")
-            if chat_id is not None:
-                from .chats import check_id
-
-                check_id(chat_id)
-            self.state.host.submit(job)
-        except Exception as e:  # a bad request never closes the socket
-            self.send_error_frame(rid, status_for(e), message_for(e))
+        key = str(rid)
+        if key in self.jobs:
+            self.send_error_frame(rid, 409, f"request id {rid!r} is already running on this "
+                                            "socket")
             return
-        self.jobs[job.id] = job
-        asyncio.ensure_future(self._forward(job, frame, chat_id))
+        cap = self.state.config.max_requests_per_connection
+        if len(self.jobs) >= cap:
+            self.send_error_frame(rid, 429, f"{cap} requests are already queued or running on "
+                                            "this connection (c.MiniCPM.max_requests_per_"
+                                            "connection); wait for one to finish")
+            return
+        pending = self.jobs[key] = _Pending()  # reserved while its images decode
+        asyncio.ensure_future(self._run(key, rid, frame, pending))
 
-    async def _forward(self, job: Job, frame: dict[str, Any], chat_id: str | None) -> None:
+    async def _run(self, key: str, rid: Any, frame: dict[str, Any], pending: _Pending) -> None:
+        mine: Job | _Pending = pending
         try:
-            while True:
-                ev = await job.events.get()
-                kind = ev[0]
-                if kind == "delta":
-                    # Coalesce deltas that piled up: fewer frames when the client is slow.
-                    text = ev[1]
-                    while not job.events.empty() and job.events._queue[0][0] == "delta":  # type: ignore[attr-defined]
-                        text += job.events.get_nowait()[1]
-                    ok = self.send({"type": "delta", "id": job.id, "text": text})
-                elif kind == "queued":
-                    ok = self.send({"type": "queued", "id": job.id, "position": ev[1]})
-                elif kind == "start":
-                    start = {"type": "start", "id": job.id, "model": ev[1]}
-                    if ev[2]:
-                        start["notice"] = ev[2]
-                    ok = self.send(start)
-                elif kind == "error":
-                    self.send_error_frame(job.id, ev[1], ev[2])
+            try:
+                job = await chat_job(frame, self.state.config)
+                if self.jobs.get(key) is not pending:  # stopped, or the socket closed
                     return
-                else:  # done
-                    usage = ev[1]
-                    u = usage.to_dict()
-                    self.send({"type": "done", "id": job.id,
-                               "finish_reason": usage.finish_reason or "stop",
-                               "usage": {"prompt_tokens": u["prompt_tokens"],
-                                         "completion_tokens": u["completion_tokens"],
-                                         "tokens_per_second": u["tokens_per_second"],
-                                         "time_to_first_token": u["time_to_first_token"]},
-                               "truncated": bool(job.meta.get("context_truncated")
-                                                 or usage.truncated_tokens)})
-                    if chat_id:
-                        await self._save(chat_id, frame, job)
-                    return
+                self.state.host.submit(job)
+            except Exception as e:  # a bad request never closes the socket
+                if status_for(e) >= 500:
+                    self.log.exception("chat request %r failed", rid)
+                self.send_error_frame(rid, status_for(e), message_for(e))
+                return
+            self.jobs[key] = mine = job
+            await self._forward(job)
+        finally:
+            if self.jobs.get(key) is mine:
+                del self.jobs[key]
+
+    async def _forward(self, job: Job) -> None:
+        while True:
+            for ev in drain(job.events, await job.events.get()):
+                match ev:
+                    case Queued(position):
+                        ok = self.send({"type": "queued", "id": job.id, "position": position})
+                    case Started(model, notice):
+                        start: dict[str, Any] = {"type": "start", "id": job.id, "model": model}
+                        if notice:
+                            start["notice"] = notice
+                        ok = self.send(start)
+                    case Delta(text):
+                        ok = self.send({"type": "delta", "id": job.id, "text": text})
+                    case Failed(status, message):
+                        self.send_error_frame(job.id, status, message)
+                        return
+                    case Done(usage):
+                        self.send({"type": "done", "id": job.id,
+                                   "finish_reason": usage.finish_reason or "stop",
+                                   "usage": {"prompt_tokens": usage.prompt_tokens,
+                                             "completion_tokens": usage.completion_tokens,
+                                             "tokens_per_second":
+                                                 round(usage.tokens_per_second, 2),
+                                             "time_to_first_token": usage.time_to_first_token},
+                                   "truncated": bool(job.meta.get("context_truncated")
+                                                     or usage.truncated_tokens)})
+                        return
                 if not ok:  # socket gone: stop generating
                     self.state.host.cancel(job)
-        finally:
-            self.jobs.pop(job.id, None)
-
-    async def _save(self, chat_id: str, frame: dict[str, Any], job: Job) -> None:
-        last_user = [m for m in frame["messages"] if m.get("role") == "user"][-1]
-        new = [{"role": "user", "content": last_user.get("content", "")},
-               {"role": "assistant", "content": job.text}]
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self.state.chats.append, chat_id, new, str(last_user.get("content"))[:60])
-        except Exception as e:  # the reply was delivered; report the save failure separately
-            self.send_error_frame(job.id, 500, f"could not save chat {chat_id}: {e}")
 
     def on_close(self) -> None:
-        for job in list(getattr(self, "jobs", {}).values()):
-            self.state.host.cancel(job)
+        jobs = getattr(self, "jobs", {})
+        for job in list(jobs.values()):
+            if isinstance(job, Job):
+                self.state.host.cancel(job)
+        jobs.clear()

@@ -12,17 +12,19 @@ import time
 import uuid
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from tornado import web
 from tornado.iostream import StreamClosedError
 
 import minicpm
-from minicpm import templates
+from minicpm.prompts import Assembled
 
-from .chat_request import check_sampling
+from .chat_request import check_messages, check_sampling
 from .engine_host import Job
-from .errors import RequestError, message_for, status_for
+from .errors import RequestError
+from .events import Delta, Done, Event, Failed, Queued
 from .handlers import BaseHandler
-from .images import DecodedImage, decode_image
+from .images import ImageUpload, decode_uploads
 
 ALIASES = ("", "default", "minicpm")
 # OpenAI fields we accept and map; other fields (user, logprobs, …) are ignored. top_k,
@@ -34,23 +36,16 @@ SAMPLING_MAP = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k"
 
 
 class OpenAIHandler(BaseHandler):
+    """Errors in OpenAI's shape; the base handler's ``write_error`` calls this."""
+
     def send_error_json(self, status: int, message: str) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        code = {404: "model_not_found", 413: "request_too_large"}.get(status)
+        code = {404: "model_not_found", 413: "request_too_large",
+                429: "rate_limit_exceeded"}.get(status)
         kind = "invalid_request_error" if status < 500 else "server_error"
         self.finish(json.dumps({"error": {"message": message, "type": kind, "code": code},
                                 "status": status}))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError):
-            message = exc.log_message or exc.reason or self._reason
-        elif exc is not None:
-            status_code, message = status_for(exc), message_for(exc)
-        else:
-            message = self._reason
-        self.send_error_json(status_code, message)
 
     def model_names(self) -> set[str]:
         names = set(ALIASES)
@@ -69,6 +64,7 @@ class OpenAIHandler(BaseHandler):
 
 class ModelsListHandler(OpenAIHandler):
     @web.authenticated
+    @authorized
     def get(self) -> None:
         info = self.host.info
         data = []
@@ -81,17 +77,24 @@ class ModelsListHandler(OpenAIHandler):
         self.finish({"object": "list", "data": data})
 
 
-def _parse_messages(raw: Any, cfg: Any) -> tuple[list[dict[str, str]], list[DecodedImage]]:
-    """OpenAI messages (string or part-list content) → plain text messages + decoded images."""
+def _parse_messages(raw: Any, cfg: Any) -> tuple[list[dict[str, str]], list[ImageUpload]]:
+    """OpenAI messages (string or part-list content) → plain text messages + the images, not
+    yet decoded (that happens in a worker, after the count and size checks)."""
     if not isinstance(raw, list) or not raw:
         raise RequestError(400, "messages must be a non-empty list")
-    images: list[DecodedImage] = []
+    if len(raw) > cfg.max_messages:
+        raise RequestError(400, f"{len(raw)} messages; the limit is {cfg.max_messages} "
+                                "(c.MiniCPM.max_messages)")
+    images: list[ImageUpload] = []
     flat = []
     for i, m in enumerate(raw):
         if not isinstance(m, dict):
             raise RequestError(400, f"messages[{i}] must be an object")
         content = m.get("content")
         if isinstance(content, list):
+            if len(content) > cfg.max_context_parts:
+                raise RequestError(400, f"messages[{i}] has {len(content)} parts; the limit is "
+                                        f"{cfg.max_context_parts} (c.MiniCPM.max_context_parts)")
             texts = []
             for j, part in enumerate(content):
                 if not isinstance(part, dict):
@@ -101,21 +104,20 @@ def _parse_messages(raw: Any, cfg: Any) -> tuple[list[dict[str, str]], list[Deco
                 elif part.get("type") == "image_url":
                     url = part.get("image_url")
                     url = url.get("url") if isinstance(url, dict) else url
-                    images.append(decode_image(
-                        url or "", max_bytes=cfg.max_image_bytes, max_pixels=cfg.max_image_pixels,
-                        label=f"messages[{i}].content[{j}]"))
+                    images.append(ImageUpload(f"messages[{i}].content[{j}]", url or ""))
                 else:
                     raise RequestError(400, f"messages[{i}].content[{j}].type must be "
                                             "'text' or 'image_url'")
             content = "\n".join(texts)
         flat.append({"role": m.get("role"), "content": content if content is not None else ""})
-    return templates.normalize_messages(flat), images
+    return check_messages(flat, cfg), images
 
 
 class ChatCompletionsHandler(OpenAIHandler):
     job: Job | None = None
 
     @web.authenticated
+    @authorized
     async def post(self) -> None:
         body = self.json_body()
         model = body.get("model")
@@ -126,21 +128,26 @@ class ChatCompletionsHandler(OpenAIHandler):
         if body.get("n", 1) != 1:
             raise RequestError(400, "only n=1 is supported")
         cfg = self.state.config
-        messages, images = _parse_messages(body.get("messages"), cfg)
+        messages, uploads = _parse_messages(body.get("messages"), cfg)
         sampling = check_sampling({SAMPLING_MAP[k]: v for k, v in body.items()
-                                   if k in SAMPLING_MAP and v is not None})
-        stream = bool(body.get("stream"))
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                                   if k in SAMPLING_MAP and v is not None}, cfg)
+        stream = body.get("stream")
+        stream = False if stream is None else stream
+        if not isinstance(stream, bool):
+            raise RequestError(400, "stream must be true or false")
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict):
+            raise RequestError(400, "stream_options must be an object")
+        include_usage = bool(options.get("include_usage"))
+        images = await decode_uploads(uploads, cfg)
 
-        job = Job(id="chatcmpl-" + uuid.uuid4().hex[:24], sampling=sampling)
-
-        def prepare(engine: minicpm.Engine) -> tuple[list[dict[str, Any]], list[Any], None]:
+        def prepare(engine: minicpm.Engine, cancel: Any) -> Assembled:
             if images and not engine.info.vision:
                 raise RequestError(400, f"{engine.info.label} cannot see images; send text "
                                         "only, or load a MiniCPM-V model")
-            return messages, [im.image for im in images], None
+            return Assembled(messages, [im.image for im in images])
 
-        job.prepare = prepare
+        job = Job(id="chatcmpl-" + uuid.uuid4().hex[:24], prepare=prepare, sampling=sampling)
         self.job = job
         self.host.submit(job)
         created = int(time.time())
@@ -148,30 +155,30 @@ class ChatCompletionsHandler(OpenAIHandler):
         # Wait for the first real event before sending headers: an error that happens before
         # any text (context overflow, images on a text model) is still a plain 4xx.
         first = await self._next_event(job)
-        if first[0] == "error":
-            self.send_error_json(first[1], first[2])
+        if isinstance(first, Failed):
+            self.send_error_json(first.status, first.message)
             return
         if stream:
             await self._stream(job, first, created, include_usage)
         else:
             await self._plain(job, first, created)
 
-    async def _next_event(self, job: Job) -> tuple[Any, ...]:
+    async def _next_event(self, job: Job) -> Event:
         while True:
             ev = await job.events.get()
-            if ev[0] != "queued":  # positions are not part of the OpenAI protocol
+            if not isinstance(ev, Queued):  # positions are not part of the OpenAI protocol
                 return ev
 
-    async def _plain(self, job: Job, ev: tuple[Any, ...], created: int) -> None:
+    async def _plain(self, job: Job, ev: Event, created: int) -> None:
         parts: list[str] = []
-        while ev[0] not in ("done", "error"):
-            if ev[0] == "delta":
-                parts.append(ev[1])
+        while not isinstance(ev, (Done, Failed)):
+            if isinstance(ev, Delta):
+                parts.append(ev.text)
             ev = await self._next_event(job)
-        if ev[0] == "error":
-            self.send_error_json(ev[1], ev[2])
+        if isinstance(ev, Failed):
+            self.send_error_json(ev.status, ev.message)
             return
-        usage = ev[1]
+        usage = ev.usage
         self.finish({
             "id": job.id, "object": "chat.completion", "created": created,
             "model": self.model_id(),
@@ -180,8 +187,7 @@ class ChatCompletionsHandler(OpenAIHandler):
             "usage": _usage(usage),
         })
 
-    async def _stream(self, job: Job, ev: tuple[Any, ...], created: int,
-                      include_usage: bool) -> None:
+    async def _stream(self, job: Job, ev: Event, created: int, include_usage: bool) -> None:
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
@@ -195,21 +201,21 @@ class ChatCompletionsHandler(OpenAIHandler):
         try:
             await self._send(chunk({"role": "assistant", "content": ""}))
             while True:
-                if ev[0] == "delta":
-                    await self._send(chunk({"content": ev[1]}))
-                elif ev[0] == "error":
-                    # Headers are gone: report in-band, as OpenAI does mid-stream.
-                    await self._send({"error": {"message": ev[2], "type": "server_error",
-                                                "code": ev[1]}})
-                    break
-                elif ev[0] == "done":
-                    usage = ev[1]
-                    await self._send(chunk({}, _finish(usage.finish_reason)))
-                    if include_usage:
-                        await self._send({"id": job.id, "object": "chat.completion.chunk",
-                                          "created": created, "model": model, "choices": [],
-                                          "usage": _usage(usage)})
-                    break
+                match ev:
+                    case Delta(text):
+                        await self._send(chunk({"content": text}))
+                    case Failed(status, message):
+                        # Headers are gone: report in-band, as OpenAI does mid-stream.
+                        await self._send({"error": {"message": message, "type": "server_error",
+                                                    "code": status}})
+                        break
+                    case Done(usage):
+                        await self._send(chunk({}, _finish(usage.finish_reason)))
+                        if include_usage:
+                            await self._send({"id": job.id, "object": "chat.completion.chunk",
+                                              "created": created, "model": model,
+                                              "choices": [], "usage": _usage(usage)})
+                        break
                 ev = await self._next_event(job)
             self.write("data: [DONE]\n\n")
             await self.flush()

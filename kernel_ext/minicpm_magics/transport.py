@@ -202,38 +202,21 @@ class InProcessTransport(Transport):
 
 
 def assemble(prompt: Prompt, engine: Any) -> tuple[list[dict[str, str]], list[Any], str | None]:
-    """Messages and images for Engine.chat, the same way the server builds them
-    (minicpm_server.chat_request): system prompt, context attached to the last user turn."""
-    info = engine.info
-    msgs = [dict(m) for m in prompt.messages]
-    if not msgs or msgs[0]["role"] != "system":
-        msgs.insert(0, {"role": "system", "content": prompts.SYSTEM_PROMPT})
-    images: list[Any] = []
-    notice = None
-    shown = []
-    for p in prompt.context:
-        p = dict(p)
-        data = p.pop("data", None)
-        if p["kind"] == "image" and data:
-            if info.vision:
-                from minicpm.images import to_pil
+    """Messages, images and notice for Engine.chat, by the assembler the server uses too
+    (``minicpm.prompts.assemble``): system prompt, context on the last user turn, fitted to
+    the context window when the backend can count tokens."""
+    from minicpm.images import to_pil
 
-                images.append(to_pil(data))
-                p["summary"] = p.get("summary") or "attached"
-            else:
-                extra = f"; summary: {p['summary']}" if p.get("summary") else ""
-                p["summary"] = ("not shown: this model cannot see images, answer from the text "
-                                f"around it{extra}")
-                notice = (f"{info.label} cannot see images: it was given only a text summary. "
-                          "Load a MiniCPM-V model to ask about pictures.")
-        shown.append(p)
-    ctx = info.context_length
-    max_tokens = int(prompt.sampling.get("max_tokens") or engine.defaults.max_tokens)
-    others = sum(engine.count_tokens(m["content"]) for m in msgs) + 16 * len(msgs)
-    budget = max(64, ctx - min(max_tokens, ctx // 4) - others)
-    text, _ = prompts.build_user_message(msgs[-1]["content"], shown, engine.count_tokens, budget)
-    msgs[-1]["content"] = text
-    return msgs, images, notice
+    images: dict[int, Any] = {}
+    for i, p in enumerate(prompt.context):
+        if p.get("kind") == "image" and p.get("data"):
+            try:
+                images[i] = to_pil(p["data"])
+            except MiniCPMError as e:
+                raise TransportError(f"context[{i}]: {e}") from e
+    a = prompts.assemble(engine, prompt.messages, prompt.context, images,
+                         max_tokens=prompt.sampling.get("max_tokens"))
+    return a.messages, a.images, a.notice
 
 
 # --- the Jupyter server ------------------------------------------------------------------------

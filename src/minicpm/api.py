@@ -11,6 +11,7 @@ from typing import Any
 from . import templates
 from .backends.base import Backend, EngineInfo, Usage, stream_text
 from .errors import BackendUnavailableError, ContextOverflowError
+from .prompts import output_reserve
 from .sampling import SamplingParams
 
 log = logging.getLogger("minicpm")
@@ -87,26 +88,43 @@ class Engine:
     def _fit_chat(self, messages: list[dict[str, str]], params: SamplingParams,
                   truncate: str, usage: Usage) -> list[int]:
         """Tokens for the conversation; drops the oldest turns after the system prompt when
-        truncate='left', otherwise refuses with ContextOverflowError."""
+        truncate='left' (``usage.truncated_tokens`` = prompt tokens dropped), otherwise
+        refuses with ContextOverflowError. How many turns to drop is a binary search: about
+        log2(turns) tokenizations, not one per dropped turn."""
         ctx = self.info.context_length
-        msgs = list(messages)
-        dropped = 0
-        while True:
-            tokens = self.backend.tokenize(self.render(msgs), add_bos=True)
-            # Leave room for at least a short answer (or all of max_tokens if that is smaller).
-            reserve = min(params.max_tokens, max(16, ctx // 8))
-            if len(tokens) + reserve <= ctx:
-                break
-            first = 1 if msgs and msgs[0]["role"] == "system" else 0
-            if truncate != "left" or len(msgs) - first <= 1:
-                if truncate == "left" and len(tokens) < ctx:
-                    break  # one turn left: keep it, max_tokens is clamped to what remains
-                raise ContextOverflowError(len(tokens), ctx, reserve=reserve)
-            del msgs[first]
-            dropped += 1
-        if dropped:
-            usage.truncated_tokens = dropped
-            log.warning("dropped the %d oldest message(s) to fit the %d-token context", dropped, ctx)
+        reserve = output_reserve(ctx, params.max_tokens)
+
+        def tokens_for(msgs: list[dict[str, str]]) -> list[int]:
+            return self.backend.tokenize(self.render(msgs), add_bos=True)
+
+        tokens = tokens_for(messages)
+        full = len(tokens)
+        if full + reserve <= ctx:
+            return tokens
+        first = 1 if messages and messages[0]["role"] == "system" else 0
+        droppable = len(messages) - first - 1  # the last turn is always kept
+        if truncate != "left" or droppable <= 0:
+            if truncate == "left" and full < ctx:
+                return tokens  # one turn left: keep it, max_tokens is clamped to what remains
+            raise ContextOverflowError(full, ctx, reserve=reserve)
+        lo, hi = 1, droppable
+        best: tuple[int, list[int]] | None = None
+        while lo <= hi:  # fewest dropped turns that fit (fewer turns never render longer)
+            mid = (lo + hi) // 2
+            t = tokens_for(messages[:first] + messages[first + mid:])
+            if len(t) + reserve <= ctx:
+                best, hi = (mid, t), mid - 1
+            else:
+                lo = mid + 1
+        if best is None:  # even the last turn alone leaves no room for the reserve
+            t = tokens_for(messages[:first] + messages[-1:])
+            if len(t) >= ctx:
+                raise ContextOverflowError(len(t), ctx, reserve=reserve)
+            best = (droppable, t)
+        dropped, tokens = best
+        usage.truncated_tokens = full - len(tokens)
+        log.warning("dropped the %d oldest message(s) (%d tokens) to fit the %d-token context",
+                    dropped, usage.truncated_tokens, ctx)
         return tokens
 
     # --- generation ------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Turning notebook context (cells, outputs, tracebacks, images) into a model prompt.
 
 Shared by the server (sidebar chat), the magics and the CLI so that every front end asks the
-model the same way. Context parts are plain dicts, as they travel over the WebSocket:
+model the same way: :func:`assemble` is the one place that adds the system prompt, turns
+images into text for models that cannot see, and fits the context into the token budget left
+by :func:`output_reserve`. Context parts are plain dicts, as they travel over the WebSocket:
 
     {"kind": "cell" | "output" | "error" | "text" | "image" | "notebook",
      "label": "cell [3]", "text": "...", "language": "python",
@@ -11,8 +13,15 @@ model the same way. Context parts are plain dicts, as they travel over the WebSo
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import MiniCPMError
+
+if TYPE_CHECKING:  # the engine imports this module: no import at run time
+    from .api import Engine
 
 CONTEXT_KINDS = ("cell", "output", "error", "text", "image", "notebook")
 
@@ -75,26 +84,175 @@ def format_part(part: Mapping[str, Any]) -> str:
     return f"{label}:\n{text}"
 
 
+MIN_BLOCK_CHARS = 200  # a part cut shorter than this is dropped instead (it would say nothing)
+# No token is longer than this many characters in the tokenizers we load: text beyond
+# budget × this cannot fit, so it is cut before the first (and only large) tokenization.
+MAX_CHARS_PER_TOKEN = 32
+MAX_ROUNDS = 6  # tokenizations after the first; each shrinks the estimate
+TRUNCATED_NOTE = "(Some context was truncated to fit the model's context window.)"
+NO_VISION_NOTE = "not shown: this model cannot see images, answer from the text around it"
+
+
+class AssemblyCancelled(MiniCPMError):
+    """The request was cancelled while its prompt was being fitted."""
+
+
+def output_reserve(context_length: int, max_tokens: int) -> int:
+    """Tokens kept free for the answer: all of ``max_tokens`` up to an eighth of the context
+    (at least 16). The one formula for every engine path and the context budget."""
+    return min(int(max_tokens), max(16, context_length // 8))
+
+
+def _cut(block: str, chars: int) -> str:
+    return block[:chars] + "\n…[truncated]"
+
+
+def _fit_blocks(blocks: list[str], target_chars: int) -> list[str]:
+    """Cut the longest blocks first so that the total is about ``target_chars``: every block
+    longer than a common cap L is cut to L (water filling, O(n log n)); when L would be too
+    short to say anything, the longest blocks are dropped instead, shortest kept."""
+    n = len(blocks)
+    if n == 0 or sum(map(len, blocks)) <= target_chars:
+        return list(blocks)
+    lengths = sorted(len(b) for b in blocks)
+    # Largest L with sum(min(len, L)) <= target: walk the sorted lengths once.
+    used, cap = 0, 0
+    for i, ln in enumerate(lengths):
+        rest = n - i
+        if used + ln * rest > target_chars:
+            cap = (target_chars - used) // rest
+            break
+        used += ln
+    else:  # pragma: no cover - excluded by the early return
+        return list(blocks)
+    if cap >= MIN_BLOCK_CHARS:
+        return [b if len(b) <= cap else _cut(b, cap) for b in blocks]
+    # Too little room to cut fairly: keep the shortest blocks that fit, in their order.
+    keep: set[int] = set()
+    total = 0
+    for i in sorted(range(n), key=lambda k: len(blocks[k])):
+        if total + len(blocks[i]) > target_chars:
+            break
+        keep.add(i)
+        total += len(blocks[i])
+    return [b for i, b in enumerate(blocks) if i in keep]
+
+
 def build_user_message(
     question: str,
     parts: Sequence[Mapping[str, Any]] = (),
     count_tokens: Callable[[str], int] | None = None,
     budget_tokens: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[str, bool]:
     """The user turn: context blocks first, then the question. With a token budget, context is
-    cut from the end of the longest parts and the message says so. Returns (text, truncated)."""
+    cut from the end of the longest parts and the message says so. Returns (text, truncated).
+
+    Linear in the size of the context, with one tokenization per budget decision (at most
+    ``MAX_ROUNDS + 1`` in all): the characters-per-token ratio of the last count sets the next
+    cut. ``cancel`` is checked between tokenizations (AssemblyCancelled)."""
     blocks = [format_part(p) for p in parts]
     truncated = False
-    if count_tokens and budget_tokens is not None:
-        while blocks and count_tokens("\n\n".join(blocks)) > budget_tokens:
-            i = max(range(len(blocks)), key=lambda k: len(blocks[k]))
-            if len(blocks[i]) < 200:
-                blocks.pop(i)
-            else:
-                blocks[i] = blocks[i][: len(blocks[i]) * 3 // 4] + "\n…[truncated]"
+    if count_tokens is not None and budget_tokens is not None and blocks:
+        budget = max(0, budget_tokens)
+        sep = "\n\n"
+        original = blocks
+        ceiling = budget * MAX_CHARS_PER_TOKEN
+        if sum(map(len, blocks)) + len(sep) * len(blocks) > ceiling:
+            blocks, truncated = _fit_blocks(original, ceiling), True
+        n = count_tokens(sep.join(blocks)) if blocks else 0
+        rounds = 0
+        while n > budget:
+            if cancel is not None and cancel.is_set():
+                raise AssemblyCancelled("cancelled while fitting the context")
             truncated = True
+            chars = len(sep.join(blocks))
+            # Aim a little under the ratio's estimate, more so each round.
+            target = int(chars * budget / n * (0.95 - 0.1 * rounds)) if n else 0
+            blocks = _fit_blocks(original, max(0, target)) if rounds < MAX_ROUNDS else []
+            n = count_tokens(sep.join(blocks)) if blocks else 0
+            rounds += 1
         if truncated:
-            blocks.append("(Some context was truncated to fit the model's context window.)")
+            blocks.append(TRUNCATED_NOTE)
     body = "\n\n".join(blocks)
     question = question.strip()
     return (f"{body}\n\n{question}" if body else question), truncated
+
+
+@dataclass
+class Assembled:
+    """What ``Engine.chat`` takes, plus what to tell the user."""
+
+    messages: list[dict[str, str]]
+    images: list[Any]
+    notice: str | None = None  # e.g. "this model cannot see images"
+    truncated: bool = False  # context was cut to fit
+
+
+def _describe(image: Any) -> str:
+    describe = getattr(image, "describe", None)
+    if callable(describe):  # the server's DecodedImage knows the size as uploaded
+        return str(describe())
+    fmt = getattr(image, "format", None)
+    w, h = getattr(image, "size", (0, 0))
+    return f"{fmt + ' ' if fmt else ''}image, {w}×{h} pixels"
+
+
+def assemble(
+    engine: Engine,
+    messages: Sequence[Mapping[str, str]],
+    parts: Sequence[Mapping[str, Any]] = (),
+    images: Mapping[int, Any] | None = None,
+    *,
+    max_tokens: int | None = None,
+    cancel: threading.Event | None = None,
+) -> Assembled:
+    """Messages and images for ``engine.chat``: the system prompt unless one is given, the
+    context parts attached to the last user turn and fitted to the context window.
+
+    ``images`` maps a part's index to its decoded picture (a PIL image, or an object with
+    ``.image`` and ``.describe()``; the caller decodes, off any event loop). A model that cannot see gets the picture's size and any text ``summary`` instead,
+    and ``notice`` says so. Backends that cannot tokenize locally (``can_tokenize`` False,
+    e.g. remote) get the context untrimmed: their server enforces its own window."""
+    info = engine.info
+    images = images or {}
+    msgs = [dict(m) for m in messages]
+    user_idx = max((i for i, m in enumerate(msgs) if m["role"] == "user"), default=None)
+    if user_idx is None:
+        raise ValueError("messages need at least one user message")
+    if msgs[0]["role"] != "system":
+        msgs.insert(0, {"role": "system", "content": SYSTEM_PROMPT})
+        user_idx += 1
+    pictures: list[Any] = []
+    notice = None
+    shown = []
+    for i, p in enumerate(parts):
+        p = {k: v for k, v in p.items() if k != "data"}
+        if i in images:
+            desc = _describe(images[i])
+            if info.vision:
+                pictures.append(getattr(images[i], "image", images[i]))
+                p["summary"] = p.get("summary") or f"{desc}, attached"
+            else:
+                # Degrade, don't fail: the model gets the size (and any summary the client
+                # computed), and is told it cannot see the picture.
+                extra = f"; summary: {p['summary']}" if p.get("summary") else ""
+                p["summary"] = f"{desc} ({NO_VISION_NOTE}){extra}"
+                notice = (f"{info.label} cannot see images: it was given only the image's "
+                          "size and any text summary. Load a MiniCPM-V model to ask about "
+                          "pictures.")
+        elif p.get("kind") == "image":
+            p["summary"] = p.get("summary") or "image not available"
+        shown.append(p)
+    count = budget = None
+    if engine.backend.can_tokenize:
+        ctx = info.context_length
+        reserve = output_reserve(ctx, max_tokens or engine.defaults.max_tokens)
+        # The conversation without the context, rendered exactly as the model will see it:
+        # one tokenization gives everything the context must share the window with.
+        base = engine.count_tokens(engine.render(msgs), add_bos=True)
+        budget = ctx - reserve - base - 8  # 8: the blank lines joining context and question
+        count = engine.count_tokens
+    text, truncated = build_user_message(msgs[user_idx]["content"], shown, count, budget, cancel)
+    msgs[user_idx]["content"] = text
+    return Assembled(msgs, pictures, notice, truncated)

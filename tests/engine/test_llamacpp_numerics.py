@@ -7,13 +7,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import llama_cpp  # a dependency of the project: missing is a failure, not a skip
 import numpy as np
 import pytest
 
 from minicpm.testing import TinyConfig, forward, greedy, hf_tokenizer, rel_error, tiny_vocab
 from minicpm.testing.gguf_writer import dequantized_weights
-
-llama_cpp = pytest.importorskip("llama_cpp")
 
 ARCHS = ["dense_tied", "gqa", "untied", "moe"]
 PROMPT = "hello world, the data plot is not what you import"
@@ -146,10 +145,6 @@ def test_llama_format_folding_is_equivalent() -> None:
 def _engine(path: Any, **kw: Any) -> Any:
     import minicpm
 
-    try:
-        from minicpm.backends import llamacpp  # noqa: F401
-    except ImportError:  # pragma: no cover - the backend lands with issue 2
-        pytest.skip("minicpm's llama.cpp backend is not there yet")
     return minicpm.load(str(path), backend="llama.cpp", n_ctx=64, n_threads=2, **kw)
 
 
@@ -178,9 +173,7 @@ def test_engine_logits_match_reference(tiny_gguf: Any) -> None:
     m = tiny_gguf("moe")
     ids = prompt_ids(m.cfg)
     with _engine(m.path) as engine:
-        llm = getattr(engine.backend, "llm", None)
-        if llm is None:
-            pytest.skip("the llama.cpp backend does not expose its Llama object")
+        llm = engine.backend.llm
         llm.reset()
         llm.eval(ids)
         last = last_logits(llm)

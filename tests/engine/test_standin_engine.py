@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -68,8 +69,10 @@ def test_cancel_from_another_thread_while_generating(engine):
 
     t = threading.Thread(target=consume)
     t.start()
+    deadline = time.monotonic() + 60
     while g.usage.completion_tokens < 5:
-        pass
+        assert time.monotonic() < deadline, "generation never reached 5 tokens"
+        time.sleep(0.001)
     g.cancel()
     n = g.usage.completion_tokens
     t.join(timeout=30)
@@ -113,8 +116,13 @@ def test_truncate_left_drops_oldest_turns_and_says_so(engine):
     history.append(Q[1])
     g = engine.chat(history, truncate="left", temperature=0, max_tokens=8)
     g.read()
-    assert g.usage.truncated_tokens > 0
-    assert g.usage.prompt_tokens < 512
+    # truncated_tokens counts prompt tokens (as in complete()), not messages.
+    full = engine.count_tokens(engine.render(history), add_bos=True)
+    assert full > 512
+    assert g.usage.truncated_tokens == full - g.usage.prompt_tokens
+    assert g.usage.prompt_tokens + 8 <= 512
+    # The oldest turns went, the question stayed.
+    assert g.usage.truncated_tokens > 12 * 40 // 2
 
 
 def test_render_shows_the_exact_prompt(engine):

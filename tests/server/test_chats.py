@@ -77,3 +77,33 @@ def test_failed_write_keeps_old_file(tmp_path: Path, monkeypatch: Any) -> None:
         store.save("c1", "v2", [])
     assert store.get("c1")["title"] == "v1"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_two_servers_sharing_a_folder_never_race(tmp_path: Path) -> None:
+    """Server A is mid-write (temp file written, rename not yet done) when server B starts
+    and cleans up: B leaves A's temp file alone, and A's save lands whole."""
+    folder = tmp_path / "chats"
+    ChatStore(folder).save("c0", "first", [])
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from minicpm_server.chats import ChatStore
+        real = os.replace
+        def slow(src, dst):
+            print("writing", flush=True)
+            time.sleep(1.5)  # the window in which B starts
+            real(src, dst)
+        os.replace = slow
+        ChatStore({str(folder)!r}).save("c1", "from A", [{{"role": "user", "content": "hi"}}])
+        print("saved", flush=True)
+    """)
+    a = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert a.stdout is not None
+    assert a.stdout.readline().strip() == "writing"
+    tmp = [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    assert tmp, "A should be mid-write"
+    assert ChatStore(folder).cleanup() == 0  # B: A holds the folder lock, nothing removed
+    assert tmp[0].exists()
+    assert a.stdout.readline().strip() == "saved"
+    assert a.wait(10) == 0
+    assert ChatStore(folder).get("c1")["title"] == "from A"
+    assert sorted(c["id"] for c in ChatStore(folder).list()) == ["c0", "c1"]

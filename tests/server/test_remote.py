@@ -3,6 +3,7 @@ own `python -m llama_cpp.server` serving the stand-in model."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import subprocess
@@ -60,13 +61,14 @@ def test_remote_chat_complete_cancel(llama_server: str) -> None:
     text = engine.complete("The capital of France is", max_tokens=4, temperature=0).read()
     assert text.strip()
     # Cancel from another thread stops the stream within a token.
-    gen = engine.chat([{"role": "user", "content": "Count to 500."}], max_tokens=400)
+    gen = engine.chat([{"role": "user", "content": "Count to 500."}], max_tokens=400,
+                      ignore_eos=True)
     first = next(gen)
-    assert first is not None
+    assert isinstance(first, str) and first
     threading.Timer(0.05, gen.cancel).start()
     rest = list(gen)
     assert gen.usage.finish_reason == "cancelled"
-    assert len(rest) < 100
+    assert len(rest) < 100 and gen.usage.completion_tokens < 100
     with pytest.raises(minicpm.ModelNotFoundError):
         minicpm.load("nope", backend="remote", base_url=llama_server)
     with pytest.raises(minicpm.BackendUnavailableError):
@@ -74,16 +76,37 @@ def test_remote_chat_complete_cancel(llama_server: str) -> None:
 
 
 class TestServerOnRemote:
-    @pytest.fixture
-    def minicpm_config(self, llama_server: str) -> dict[str, Any]:
-        return {"model": "", "backend": "remote", "remote_base_url": llama_server,
-                "concurrency": 4}
+    """The server on the remote backend, reached with credentials in the URL and an API key:
+    neither shows in the status or in error messages."""
 
-    async def test_ws_chat_through_remote(self, jp_ws_fetch: Any, ready: Any, chat: Any) -> None:
-        assert ready["model"]["backend"] == "remote"
+    @pytest.fixture
+    def minicpm_config(self, llama_server: str, monkeypatch: Any) -> dict[str, Any]:
+        monkeypatch.setenv("MINICPM_TEST_KEY", "sk-very-secret-key")
+        url = llama_server.replace("http://", "http://ada:hunter2pass@")
+        return {"model": "", "backend": "remote", "remote_base_url": url,
+                "remote_api_key_env": "MINICPM_TEST_KEY", "concurrency": 4}
+
+    async def test_ws_chat_through_remote(self, jp_ws_fetch: Any, ready: Any, chat: Any,
+                                          jp_fetch: Any, llama_server: str) -> None:
+        assert ready["model"]["backend"] == "remote" and ready["model"]["model"] == "smol"
+        assert ready["model"]["context_length"] == 1024  # read from the server's /models
         ws = await jp_ws_fetch("minicpm", "chat")
         frames = await chat(ws, "r", "Say hi.", context=[{"kind": "text", "text": "hello"}])
         assert frames[-1]["type"] == "done", frames
         assert "".join(f["text"] for f in frames if f["type"] == "delta").strip()
         ws.close()
-        assert json.dumps(ready)
+        status = (await jp_fetch("minicpm", "status")).body.decode()
+        assert "***@127.0.0.1" in status
+        for secret in ("hunter2pass", "ada:", "sk-very-secret-key"):
+            assert secret not in status
+        # An error that names the server does not name its credentials either.
+        r = await jp_fetch("minicpm", "models", "load", method="POST",
+                           body=json.dumps({"model": "no-such-remote-model"}))
+        assert r.code == 202
+        for _ in range(200):
+            s = json.loads((await jp_fetch("minicpm", "status")).body)
+            if s["state"] == "error":
+                break
+            await asyncio.sleep(0.05)
+        assert s["state"] == "error" and "does not serve" in s["error"], s
+        assert "hunter2pass" not in s["error"] and "***@" in s["error"]

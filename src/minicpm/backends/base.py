@@ -85,6 +85,15 @@ class Backend(ABC):
     bos_text: str = ""
     eos_text: str = ""
     adds_bos: bool = True  # does tokenize(add_bos=True) prepend a BOS token?
+    # Can ``tokenize`` count tokens here? (Remote servers cannot: their context budget is
+    # theirs.) Set for every subclass from whether it implements ``tokenize``; a class may
+    # also say so itself.
+    can_tokenize: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "can_tokenize" not in cls.__dict__:
+            cls.can_tokenize = cls.tokenize is not Backend.tokenize
 
     # --- token-level interface (llama.cpp, torch) -------------------------------------------
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:

@@ -4,6 +4,10 @@ Message-level: it overrides ``stream_chat`` / ``stream_complete`` and streams Se
 Events over plain ``http.client`` (no extra dependency). Cancel closes the connection, which
 those servers take as "stop generating". The only network connection the plugin ever makes
 is this one, to the URL the user configured.
+
+The remote server is not trusted further than its answers: what is read from it is capped
+(``max_response_bytes``), and credentials (an API key, or ``user:pass@`` in the URL) never
+appear in ``info``, error messages or logs: they show as ``***``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import http.client
 import io
+import ipaddress
 import json
 import logging
 import os
@@ -18,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendUnavailableError, ContextOverflowError, MiniCPMError, ModelNotFoundError
 from ..sampling import SamplingParams
@@ -27,6 +32,30 @@ from .base import Backend, EngineInfo, Usage
 log = logging.getLogger("minicpm")
 
 DEFAULT_CONTEXT = 4096  # when the server does not say
+MAX_RESPONSE_BYTES = 16 * 2**20  # what one answer or listing may send us
+MAX_LINE_BYTES = 1 * 2**20  # one SSE line
+MAX_STOP = 16  # stop strings forwarded (OpenAI itself takes 4)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any ``user:password@`` replaced by ``***@`` (for display and logs)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RemoteError(MiniCPMError):
@@ -40,29 +69,47 @@ class RemoteError(MiniCPMError):
 class RemoteBackend(Backend):
     name = "remote"
 
+    can_tokenize = False  # the server's tokenizer is not ours: no local context budget
+
     def __init__(self, model: str | None = None, base_url: str | None = None,
                  api_key_env: str | None = None, timeout: float = 120.0,
-                 vision: bool = False, **ignored: Any):
+                 vision: bool = False, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 **ignored: Any):
         if not base_url:
             raise BackendUnavailableError("the remote backend needs base_url, e.g. "
                                           "http://127.0.0.1:8080/v1")
         if ignored:
             log.debug("remote backend ignores options: %s", ", ".join(sorted(ignored)))
-        parts = urlsplit(base_url.rstrip("/"))
+        shown = redact_url(base_url.rstrip("/"))
+        try:
+            parts = urlsplit(base_url.rstrip("/"))
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"base_url is not a valid URL: {shown!r}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
-        self.base_url = base_url.rstrip("/")
-        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
+            raise ValueError(f"base_url must be an http(s) URL, got {shown!r}")
+        self.base_url = shown  # what is shown anywhere; credentials stay in _auth
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname, port
         self._prefix = parts.path
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        self._auth: str | None = None
+        if parts.username is not None:  # http://user:pass@host/v1 → HTTP Basic
+            cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            self._auth = "Basic " + base64.b64encode(cred.encode()).decode("ascii")
         self._api_key = None
         if api_key_env:
             self._api_key = os.environ.get(api_key_env)
             if not self._api_key:
                 raise BackendUnavailableError(f"environment variable {api_key_env} is not set "
                                               "(it should hold the remote server's API key)")
+        if (self._api_key or self._auth) and self._scheme == "http" \
+                and not _is_loopback(self._host):
+            log.warning("the remote server %s is reached over plain http: its API key or "
+                        "password crosses the network unencrypted; use https", self.base_url)
         models = self._get_json("/models").get("data") or []
-        ids = [m.get("id") for m in models if isinstance(m, dict)]
+        models = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+        ids = [m.get("id") for m in models]
         if model is None:
             if not ids:
                 raise ModelNotFoundError(f"{self.base_url} serves no models")
@@ -71,8 +118,12 @@ class RemoteBackend(Backend):
             raise ModelNotFoundError(f"{self.base_url} does not serve {model!r}; it serves: "
                                      + ", ".join(map(str, ids)))
         meta = next((m.get("meta") or {} for m in models if m.get("id") == model), {})
-        ctx = int(meta.get("n_ctx") or meta.get("n_ctx_train") or meta.get("max_model_len")
-                  or DEFAULT_CONTEXT)
+        meta = meta if isinstance(meta, dict) else {}
+        try:
+            ctx = int(meta.get("n_ctx") or meta.get("n_ctx_train") or meta.get("max_model_len")
+                      or DEFAULT_CONTEXT)
+        except (TypeError, ValueError, OverflowError):
+            ctx = DEFAULT_CONTEXT
         self.model = model
         self.info = EngineInfo(
             model=str(model), architecture=str(meta.get("architecture", "remote")),
@@ -89,6 +140,8 @@ class RemoteBackend(Backend):
         h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
         if self._api_key:
             h["Authorization"] = f"Bearer {self._api_key}"
+        elif self._auth:
+            h["Authorization"] = self._auth
         return h
 
     def _request(self, method: str, path: str, body: Any = None
@@ -103,7 +156,7 @@ class RemoteBackend(Backend):
             conn.close()
             raise BackendUnavailableError(f"cannot reach {self.base_url}: {e}") from e
         if resp.status >= 400:
-            raw = resp.read().decode("utf-8", "replace")
+            raw = resp.read(64 * 1024).decode("utf-8", "replace")
             conn.close()
             raise _error_from(resp.status, raw)
         return conn, resp
@@ -111,9 +164,17 @@ class RemoteBackend(Backend):
     def _get_json(self, path: str) -> dict[str, Any]:
         conn, resp = self._request("GET", path)
         try:
-            return json.loads(resp.read())
-        except ValueError as e:
-            raise BackendUnavailableError(f"{self.base_url}{path} did not return JSON") from e
+            raw = resp.read(self.max_response_bytes + 1)
+            if len(raw) > self.max_response_bytes:
+                raise BackendUnavailableError(
+                    f"{self.base_url}{path} sent more than {self.max_response_bytes:,} bytes")
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return data
+        except (ValueError, RecursionError) as e:
+            raise BackendUnavailableError(f"{self.base_url}{path} did not return a JSON "
+                                          "object") from e
         finally:
             conn.close()
 
@@ -123,8 +184,16 @@ class RemoteBackend(Backend):
         first_at: float | None = None
         usage.finish_reason = "stop"
         conn, resp = self._request("POST", path, body)
+        received = 0
         try:
-            for raw in resp:  # one SSE line at a time
+            while True:  # one SSE line at a time, each and all of them capped
+                raw = resp.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    break
+                received += len(raw)
+                if len(raw) > MAX_LINE_BYTES or received > self.max_response_bytes:
+                    raise RemoteError(502, f"the answer from {self.base_url} is larger than "
+                                           f"{self.max_response_bytes:,} bytes; stopped reading")
                 if cancel.is_set():
                     usage.finish_reason = "cancelled"
                     break
@@ -136,16 +205,24 @@ class RemoteBackend(Backend):
                     break
                 try:
                     chunk = json.loads(data)
-                except ValueError:
+                except (ValueError, RecursionError):
+                    continue
+                if not isinstance(chunk, dict):
                     continue
                 if chunk.get("error"):
                     err = chunk["error"]
                     raise RemoteError(500, err.get("message", str(err)) if isinstance(err, dict)
                                       else str(err))
-                if chunk.get("usage"):
-                    usage.prompt_tokens = chunk["usage"].get("prompt_tokens", usage.prompt_tokens)
-                for choice in chunk.get("choices") or []:
+                if isinstance(chunk.get("usage"), dict):
+                    n = chunk["usage"].get("prompt_tokens")
+                    usage.prompt_tokens = n if isinstance(n, int) else usage.prompt_tokens
+                choices = chunk.get("choices")
+                for choice in choices if isinstance(choices, list) else ():
+                    if not isinstance(choice, dict):
+                        continue
                     text = pick(choice) or ""
+                    if not isinstance(text, str):
+                        continue
                     if text:
                         now = time.perf_counter()
                         if first_at is None:
@@ -161,10 +238,12 @@ class RemoteBackend(Backend):
         finally:
             conn.close()  # closing the socket is how the remote server learns to stop
 
-    @staticmethod
-    def _sampling(params: SamplingParams) -> dict[str, Any]:
+    def _sampling(self, params: SamplingParams) -> dict[str, Any]:
+        # Capped here too: a local caller's max_tokens=10**9 or 10,000 stop strings would
+        # otherwise go to the remote server as they are.
         body: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p,
-                                "max_tokens": params.max_tokens}
+                                "max_tokens": min(int(params.max_tokens),
+                                                  self.info.context_length)}
         if params.top_k:
             body["top_k"] = params.top_k
         if params.repetition_penalty != 1.0:
@@ -172,6 +251,9 @@ class RemoteBackend(Backend):
         if params.seed is not None:
             body["seed"] = params.seed
         if params.stop:
+            if len(params.stop) > MAX_STOP:
+                raise ValueError(f"{len(params.stop)} stop strings; the remote backend sends "
+                                 f"at most {MAX_STOP}")
             body["stop"] = list(params.stop)
         return body
 
@@ -193,9 +275,6 @@ class RemoteBackend(Backend):
                         usage: Usage) -> Iterator[str] | None:
         body = {"model": self.model, "prompt": prompt, "stream": True, **self._sampling(params)}
         return self._stream("/completions", body, cancel, usage, lambda c: c.get("text"))
-
-    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
-        raise NotImplementedError("the remote backend does not tokenize locally")
 
 
 def _error_from(status: int, raw: str) -> MiniCPMError:
