@@ -162,6 +162,11 @@ class Generator:
         """How many leading tokens of ``prompt`` already have their K/V in the cache."""
         if not self.reuse_prefix:
             return 0
+        cfg = self.model.cfg
+        if cfg.rope_scaling and max(len(self.cached), len(prompt)) > cfg.max_position_embeddings:
+            # dynamic NTK: past max_position_embeddings the rope base depends on the length at
+            # which a key was written, so cached keys differ from a fresh prefill's
+            return 0
         return min(common_prefix(self.cached, prompt), len(prompt) - 1)
 
     def _prefill_prompt(self, prompt: list[int], prefill_fn: Callable[[], Tensor] | None
@@ -205,7 +210,7 @@ class Generator:
             if t in eos_ids and not params.ignore_eos:
                 return
             yield t
-            if i + 1 == limit:
+            if i + 1 == limit or should_stop():  # cancelled while the caller held t: no decode
                 return
             logits = self.decode(tok, pos, n + i)
             if track:
