@@ -89,7 +89,8 @@ class TestServerOnRemote:
     async def test_ws_chat_through_remote(self, jp_ws_fetch: Any, ready: Any, chat: Any,
                                           jp_fetch: Any, llama_server: str) -> None:
         assert ready["model"]["backend"] == "remote" and ready["model"]["model"] == "smol"
-        assert ready["model"]["context_length"] == 1024  # read from the server's /models
+        assert ready["model"]["extra"]["base_url"] == llama_server.replace("http://",
+                                                                            "http://***@")
         ws = await jp_ws_fetch("minicpm", "chat")
         frames = await chat(ws, "r", "Say hi.", context=[{"kind": "text", "text": "hello"}])
         assert frames[-1]["type"] == "done", frames
