@@ -3,17 +3,20 @@
 Registers ``%minicpm`` / ``%%minicpm``, an exception hook that keeps recent tracebacks as
 ``Err[n]``, and a display hook that remembers images for ``%minicpm image``. Answers come from
 the Jupyter server's shared engine when the kernel's server runs ``minicpm_server``, otherwise
-from an engine loaded in the kernel. ``ChatWidget()`` is an ipywidgets chat.
+from an engine loaded in the kernel. ``ChatWidget()`` is an ipywidgets chat. The comm target
+``minicpm.variables`` and ``kernel_request`` describe the user's variables to the sidebar.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ChatWidget", "MiniCPMMagics", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["ChatWidget", "MiniCPMMagics", "kernel_request", "load_ipython_extension",
+           "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
+    from .first_cell import rescue_first_cell
     from .magics import MiniCPMMagics
     from .options import keep_question_marks
 
@@ -22,12 +25,15 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = MiniCPMMagics(shell=ipython)
     ipython.register_magics(magics)
     ipython.input_transformer_manager.cleanup_transforms.append(keep_question_marks)
+    rescue_first_cell(ipython)  # the rest of this cell was transformed without that rule
     ipython.events.register("post_run_cell", magics.errors.post_run_cell)
     pub = getattr(ipython, "display_pub", None)
     if hasattr(pub, "register_hook"):  # ipykernel only; terminal IPython shows no images
         pub.register_hook(magics.images.hook)
     ipython.push({"Err": magics.errors}, interactive=False)  # hidden from %who
-    _expose_widget()
+    from .kernel_api import register_comm
+
+    register_comm(ipython)  # the sidebar's view of the variables (kernel_api.py)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -39,6 +45,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     if hasattr(pub, "unregister_hook"):
         pub.unregister_hook(magics.images.hook)
     ipython.user_ns.pop("Err", None)
+    from .kernel_api import unregister_comm
+
+    unregister_comm(ipython)
     from .options import keep_question_marks
 
     cleanup = ipython.input_transformer_manager.cleanup_transforms
@@ -49,28 +58,26 @@ def unload_ipython_extension(ipython: Any) -> None:
         ipython.magics_manager.magics[kind].pop("minicpm", None)
 
 
+def kernel_request(request: str) -> Any:
+    """Variables for a frontend through a silent execute's ``user_expressions``: see
+    kernel_api.py (works even where the extension was not loaded)."""
+    from .kernel_api import kernel_request as _request
+
+    return _request(request)
+
+
 def _instance(ipython: Any) -> Any:
     return ipython.magics_manager.registry.get("MiniCPMMagics")
 
 
-def _expose_widget() -> None:
-    """``minicpm.ChatWidget`` without the engine package importing Jupyter: set on load."""
-    import minicpm
-
-    if not hasattr(minicpm, "ChatWidget"):
-        minicpm.ChatWidget = ChatWidget  # type: ignore[attr-defined]
-
-
-def ChatWidget(**kwargs: Any) -> Any:  # noqa: N802 - a class-like factory, imported lazily
-    """An ipywidgets chat using this kernel's %minicpm transport and memory."""
-    from .widget import ChatWidget as _ChatWidget
-
-    return _ChatWidget(**kwargs)
-
-
 def __getattr__(name: str) -> Any:
+    # lazy: ``import minicpm_magics`` (what %load_ext does) must not import ipywidgets
     if name == "MiniCPMMagics":
         from .magics import MiniCPMMagics
 
         return MiniCPMMagics
-    raise AttributeError(name)
+    if name == "ChatWidget":
+        from .widget import ChatWidget
+
+        return ChatWidget
+    raise AttributeError(f"module 'minicpm_magics' has no attribute {name!r}")

@@ -8,17 +8,26 @@ import sys
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.display import Markdown, display
-from traitlets import Dict, Float, Int, Unicode
+from IPython.display import display
+from traitlets import Bool, Dict, Float, Int, Unicode
 
 from minicpm import prompts
 from minicpm.errors import MiniCPMError
 
 from .context import ErrorLog, ImageLog, cell_parts, interpolate, last_cell_number, notebook_parts
 from .image_input import resolve_image
+from .inspect_vars import (
+    approx_tokens,
+    is_user_variable,
+    lookup,
+    names_in_text,
+    names_used,
+    variable_context,
+)
 from .memory import Conversation
 from .options import MagicUsageError, Request, parse
 from .render import StreamingDisplay, extract_code, parse_json
+from .safe_markdown import SafeMarkdown as Markdown  # status/models/history carry model text
 from .transport import Prompt, Reply, Transport, TransportError, choose
 
 FORMAT_INSTRUCTIONS = {
@@ -45,7 +54,8 @@ HELP = """\
 Options (before the question): `--model M`, `--temperature T`, `--top-p P`, `--max-tokens N`,
 `--seed S`, `--system TEXT`, `--format markdown|code|text|json` (`code`: the code goes into a
 new cell; `json`: the parsed object is returned), `--no-stream`,
-`--context none|cell|notebook`, `--no-interpolate`.
+`--context none|cell|notebook|vars` (or a list: `cell,vars`), `--vars df,model` (describe these
+variables: type, shape, columns, head), `--no-interpolate`.
 Interrupt the kernel to stop an answer; the partial text stays.
 """
 
@@ -69,6 +79,13 @@ class MiniCPMMagics(Magics):
                      "in-process), server or in-process.").tag(config=True)
     load_options = Dict(help="Options for minicpm.load in-process (n_ctx, n_threads, ...).").tag(
         config=True)
+    auto_variables = Bool(True, help="explain and fix describe the variables the cell uses.").tag(
+        config=True)
+    auto_variables_tokens = Int(256, help="Budget for automatic variables (explain, fix, "
+                                          "--context vars).").tag(config=True)
+    mention_tokens = Int(512, help="Budget for each variable named with --vars.").tag(config=True)
+    context_window = Int(0, help="The model's window for context budgets (0: ask the server "
+                                 "or the loaded engine, else n_ctx, else 4096).").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
@@ -177,7 +194,8 @@ class MiniCPMMagics(Magics):
         except LookupError as e:
             raise MagicUsageError(str(e)) from None
         return self.ask(req, req.instruction or prompts.EXPLAIN_CELL, parts,
-                        remember_as=f"Explain cell [{n}]:\n{parts[0]['text']}")
+                        remember_as=f"Explain cell [{n}]:\n{parts[0]['text']}",
+                        code=parts[0]["text"])
 
     def cmd_fix(self, req: Request) -> Any:
         rec = self.errors.last()
@@ -188,7 +206,8 @@ class MiniCPMMagics(Magics):
         parts = [{"kind": "cell", "label": label, "text": rec.code, "language": "python"},
                  {"kind": "error", "label": label, "text": rec.traceback}]
         return self.ask(req, req.instruction or prompts.FIX_ERROR, parts,
-                        remember_as=f"Fix {label} ({rec.ename}: {rec.evalue}):\n{rec.code}")
+                        remember_as=f"Fix {label} ({rec.ename}: {rec.evalue}):\n{rec.code}",
+                        code=rec.code)
 
     def cmd_image(self, req: Request) -> Any:
         part, label = resolve_image(req.arg, self.shell.user_ns, self.images)
@@ -202,13 +221,16 @@ class MiniCPMMagics(Magics):
         return self.ask(req, question, [])
 
     # --- asking ------------------------------------------------------------------------------
-    def build_prompt(self, req: Request, question: str, parts: list[dict[str, Any]]) -> Prompt:
-        if req.context == "cell":
+    def build_prompt(self, req: Request, question: str, parts: list[dict[str, Any]],
+                     code: str | None = None) -> Prompt:
+        """``code``: the cell being explained or fixed (its variables are described)."""
+        if "cell" in req.contexts:
             n = last_cell_number(self.shell)
             if n is not None:
                 parts = cell_parts(self.shell, n, self.errors) + parts
-        elif req.context == "notebook":
+        elif "notebook" in req.contexts:
             parts = notebook_parts(self.shell, self.errors) + parts
+        parts = parts + self.variable_parts(req, question, parts, code)
         messages: list[dict[str, str]] = []
         system = req.system
         if req.format in FORMAT_INSTRUCTIONS:
@@ -222,8 +244,8 @@ class MiniCPMMagics(Magics):
         return Prompt(messages, parts, sampling, req.model)
 
     def ask(self, req: Request, question: str, parts: list[dict[str, Any]],
-            remember_as: str | None = None) -> Any:
-        prompt = self.last_prompt = self.build_prompt(req, question, parts)
+            remember_as: str | None = None, code: str | None = None) -> Any:
+        prompt = self.last_prompt = self.build_prompt(req, question, parts, code)
         out = StreamingDisplay(req.format, self.update_interval, stream=not req.no_stream)
         out.start("*…*")
         reply = self.transport.start(prompt)
@@ -242,6 +264,55 @@ class MiniCPMMagics(Magics):
             except ValueError as e:
                 say(str(e))
         return None
+
+    # --- variables -----------------------------------------------------------------------------
+    def variable_parts(self, req: Request, question: str, parts: list[dict[str, Any]],
+                       code: str | None) -> list[dict[str, Any]]:
+        """One context part describing variables: those named with --vars (each ≤
+        mention_tokens), then automatic ones (--context vars: the question's and the previous
+        cell's; explain/fix: the cell's), together ≤ auto_variables_tokens; everything ≤ half
+        the window minus the other context."""
+        ns = self.shell.user_ns
+        auto: list[str] = []
+        if "vars" in req.contexts:
+            auto += names_in_text(question, ns)
+            n = last_cell_number(self.shell)
+            if n is not None:
+                auto += self._cell_vars(ns["In"][n])
+        if code is not None and self.auto_variables:
+            auto += self._cell_vars(code)
+        mentioned = req.var_names
+        if not auto and not mentioned:
+            return []
+        other = sum(approx_tokens(str(p.get("text", ""))) for p in parts)
+        budget = max(0, self._window() // 2 - other)
+        named, left = variable_context(mentioned, ns, each_tokens=self.mention_tokens,
+                                       total_tokens=budget)
+        missing = [n for n in left if not lookup(n, ns)[0]]
+        if missing:
+            say(f"--vars: no variable named {', '.join(missing)} in this kernel")
+        used = sum(v.tokens for v in named)
+        auto_budget = min(self.auto_variables_tokens, budget - used)
+        more, _ = variable_context([n for n in auto if n not in mentioned], ns,
+                                   each_tokens=auto_budget, total_tokens=auto_budget)
+        texts = [v.text for v in named + more]
+        if not texts:
+            return []
+        return [{"kind": "text", "label": "variables in the kernel", "text": "\n".join(texts)}]
+
+    def _cell_vars(self, code: str) -> list[str]:
+        ns = self.shell.user_ns
+        transform = self.shell.input_transformer_manager.transform_cell
+        return [n for n in names_used(code, transform) if n in ns and is_user_variable(n, ns[n])]
+
+    def _window(self) -> int:
+        if self.context_window > 0:
+            return self.context_window
+        try:
+            n = self.transport.status().get("context_length")
+        except Exception:  # a budget is still needed when the server is unreachable
+            n = None
+        return int(n or self.load_options.get("n_ctx") or 4096)
 
     def _stream(self, reply: Reply, out: StreamingDisplay) -> bool:
         """Feed deltas to the display; an interrupt cancels and keeps what came. True if

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FORMATS = ("markdown", "code", "text", "json")
-CONTEXTS = ("none", "cell", "notebook")
+CONTEXTS = ("none", "cell", "notebook", "vars")  # --context takes one or a comma list
 
 # option name → (Request field, converter or None for a flag)
 _VALUED: dict[str, tuple[str, Any]] = {
@@ -23,6 +23,7 @@ _VALUED: dict[str, tuple[str, Any]] = {
     "--system": ("system", str),
     "--format": ("format", str),
     "--context": ("context", str),
+    "--vars": ("vars", str),
 }
 _FLAGS: dict[str, str] = {"--no-stream": "no_stream", "--no-interpolate": "no_interpolate"}
 OPTION_NAMES = tuple(_VALUED) + tuple(_FLAGS)
@@ -53,10 +54,19 @@ class Request:
     system: str | None = None
     format: str = "markdown"
     context: str = "none"
+    vars: str = ""  # --vars df,model: variables to describe (each up to one DataFrame's budget)
     no_stream: bool = False
     no_interpolate: bool = False
     instruction: str | None = None  # %%minicpm explain/fix/image: the body replaces the default
     given: set[str] = field(default_factory=set)  # option fields set explicitly
+
+    @property
+    def contexts(self) -> set[str]:
+        return {c for c in self.context.split(",") if c and c != "none"}
+
+    @property
+    def var_names(self) -> list[str]:
+        return [n.strip() for n in self.vars.split(",") if n.strip()]
 
     def sampling(self) -> dict[str, Any]:
         """Only what the user set, so engine/server defaults apply otherwise."""
@@ -115,9 +125,14 @@ def parse_line(line: str) -> tuple[Request, str]:
 def _check(req: Request) -> None:
     if req.format not in FORMATS:
         raise MagicUsageError(f"--format must be one of {', '.join(FORMATS)}, got {req.format!r}")
-    if req.context not in CONTEXTS:
+    parts = req.context.split(",")
+    if not all(p in CONTEXTS for p in parts) or {"cell", "notebook"} <= set(parts):
         raise MagicUsageError(
-            f"--context must be one of {', '.join(CONTEXTS)}, got {req.context!r}")
+            f"--context must be one of {', '.join(CONTEXTS)} (or a comma list like cell,vars), "
+            f"got {req.context!r}")
+    bad = [n for n in req.var_names if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", n)]
+    if bad:
+        raise MagicUsageError(f"--vars takes variable names separated by commas, got {bad[0]!r}")
     if req.temperature is not None and not 0.0 <= req.temperature <= 5.0:
         raise MagicUsageError(f"--temperature must be between 0 and 5, got {req.temperature}")
     if req.top_p is not None and not 0.0 < req.top_p <= 1.0:

@@ -8,7 +8,9 @@ import re
 import time
 from typing import Any
 
-from IPython.display import Markdown, display
+from IPython.display import display
+
+from .safe_markdown import SafeMarkdown
 
 _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
@@ -30,7 +32,7 @@ class StreamingDisplay:
         if self.fmt in ("text", "json"):
             body = text + (f"\n\n[{footer}]" if footer else "")
             return _Plain(body)
-        return Markdown(text + (f"\n\n<sub>{footer}</sub>" if footer else ""))
+        return SafeMarkdown(text, footer)  # model output: safe HTML + text/plain, see there
 
     def show(self, text: str, footer: str = "") -> None:
         if self._handle is None:

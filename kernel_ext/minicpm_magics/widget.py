@@ -12,16 +12,15 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from .safe_markdown import to_html
 from .transport import TransportError
 
 
 def _to_html(text: str) -> str:
-    """Markdown → HTML when mistune (nbconvert's renderer) is present, else escaped text."""
+    """Markdown → HTML that cannot run code or fetch (the HTML widget sets innerHTML as is)."""
     try:
-        import mistune
-
-        return str(mistune.html(text))
-    except Exception:
+        return to_html(text)
+    except Exception:  # a renderer bug must not break the chat: escaped text then
         return f"<div style='white-space: pre-wrap'>{html.escape(text)}</div>"
 
 

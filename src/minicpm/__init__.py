@@ -5,7 +5,7 @@
     >>> for delta in engine.chat([{"role": "user", "content": "Hi"}]):
     ...     print(delta, end="")
 
-Nothing here imports Jupyter. ``%load_ext minicpm`` delegates to ``minicpm_magics``.
+Nothing here imports Jupyter. ``%load_ext minicpm`` delegates to ``minicpm_magics`` lazily.
 """
 
 from .api import Engine, Generation, load
@@ -32,22 +32,17 @@ __all__ = [
 ]
 
 
+# ``%load_ext minicpm``: a lazy shim. The kernel package is imported only when IPython loads the
+# extension, so ``import minicpm`` never pulls in IPython, ipywidgets or the server (the engine
+# sits below both; see tests/kernel/test_layering.py). The chat widget is
+# ``minicpm_magics.ChatWidget``.
 def load_ipython_extension(ipython):  # pragma: no cover - thin delegation
-    from minicpm_magics import load_ipython_extension as _load
+    import importlib
 
-    _load(ipython)
+    importlib.import_module("minicpm_magics").load_ipython_extension(ipython)
 
 
 def unload_ipython_extension(ipython):  # pragma: no cover
-    from minicpm_magics import unload_ipython_extension as _unload
+    import importlib
 
-    _unload(ipython)
-
-
-def __getattr__(name: str):
-    # ``minicpm.ChatWidget()`` in a notebook without importing ipywidgets for plain engine use.
-    if name == "ChatWidget":
-        from minicpm_magics import ChatWidget
-
-        return ChatWidget
-    raise AttributeError(f"module 'minicpm' has no attribute {name!r}")
+    importlib.import_module("minicpm_magics").unload_ipython_extension(ipython)

