@@ -18,6 +18,8 @@ if [ "$rc" -eq 5 ]; then
 fi
 [ "$rc" -eq 0 ] || exit "$rc"
 
+[ -n "${SKIP_PACKAGE_CHECK:-}" ] || bash scripts/check-package.sh  # wheel → fresh venv, no Node.js
+
 if [ -f scripts/ui-tests.sh ] && [ -z "${SKIP_UI_TESTS:-}" ]; then
   bash scripts/ui-tests.sh
 fi
