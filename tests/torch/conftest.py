@@ -1,24 +1,12 @@
-"""Fixtures of the torch engine's tests; the helpers live in torch_testlib."""
+"""The torch engine's tests build their models with the shared fixtures of tests/conftest.py
+(``tiny_hf``: minicpm.testing presets written as Hugging Face folders) and check numbers against
+minicpm.testing.reference (float64 numpy, written from the formulas, not from this engine)."""
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 pytest.importorskip("torch")
 
-from torch_testlib import make_config, random_weights, write_folder  # noqa: E402
-
-
-@pytest.fixture
-def tiny(tmp_path: Path):
-    """tiny(name, **cfg) → (folder, cfg, weights)."""
-    def make(name: str = "dense", shards: int = 1, dtype: str = "float32",
-             tokenizer: str = "json", **kw: Any):
-        cfg = make_config(name, **kw)
-        wts = random_weights(cfg)
-        folder = write_folder(tmp_path / name, cfg, wts, shards, dtype, tokenizer)
-        return folder, cfg, wts
-    return make
+#: our preset names, and what each stands for
+PRESET_NAMES = ["dense_tied", "gqa", "untied", "moe", "rope128k", "llama_format"]

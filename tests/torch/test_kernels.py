@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from torch_testlib import requires_cuda
 
 from minicpm.torch import kernels
 from minicpm.torch.quantize import (
@@ -20,6 +19,7 @@ from minicpm.torch.quantize import (
 )
 
 rng = np.random.default_rng(0)
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 
 def f64(t: torch.Tensor) -> np.ndarray:
@@ -121,10 +121,10 @@ def test_int4_error_within_bound() -> None:
     assert rel < 0.12  # typical relative Frobenius error of 4-bit group-64 on Gaussian weights
 
 
-def test_quantized_model_logits_stay_close(tiny) -> None:
+def test_quantized_model_logits_stay_close(tiny_hf) -> None:
     from minicpm.torch.loader import load_model
 
-    folder, _, _ = tiny("dense", hidden_size=128, intermediate_size=256)
+    folder = tiny_hf("dense_tied", hidden_size=128, intermediate_size=256).path
     tokens = torch.tensor([[1, 5, 9, 13, 2, 7]])
     model, _ = load_model(folder)
     with torch.inference_mode():
@@ -172,13 +172,13 @@ def test_triton_kernels_match_twins() -> None:
 
 @pytest.mark.gpu
 @requires_cuda
-def test_cuda_graph_decode_matches_eager(tiny) -> None:
+def test_cuda_graph_decode_matches_eager(tiny_hf) -> None:
     import threading
 
     import minicpm
     from minicpm.sampling import SamplingParams
 
-    folder, _, _ = tiny("gqa")
+    folder = tiny_hf("gqa").path
     p = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
     outs = []
     for graph in (False, True):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from torch_testlib import make_config, random_weights, reference_logits, write_folder
 
 from minicpm.errors import ModelFileError, OutOfMemoryError, UnsupportedModelError
+from minicpm.testing import preset, random_weights, reference, write_hf_folder
+from minicpm.testing.spm import write_sentencepiece
 from minicpm.torch import loader
 from minicpm.torch.quantize import gptq_dequantize
 from minicpm.torch.tokenizer import Tokenizer
@@ -16,30 +19,33 @@ TOKENS = [1, 9, 4, 22, 13, 5]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-def test_sharded_safetensors_in_each_dtype(tiny, dtype: str) -> None:
-    folder, cfg, wts = tiny("gqa", shards=3, dtype=dtype)
-    assert (folder / "model.safetensors.index.json").is_file()
-    model, p = loader.load_model(folder, dtype="float32")
+def test_sharded_safetensors_in_each_dtype(tiny_hf, dtype: str) -> None:
+    m = tiny_hf("gqa", shards=3, dtype=dtype)
+    assert (m.path / "model.safetensors.index.json").is_file()
+    model, p = loader.load_model(m.path, dtype="float32")
     assert len(p.files) == 3
     with torch.inference_mode():
         got = model(torch.tensor([TOKENS]))[0].numpy()
-    ref = reference_logits(cfg, wts, TOKENS)
+    ref = reference.forward(m.cfg, m.weights, TOKENS)
     tol = 1e-4 if dtype == "float32" else 3e-2  # the file itself was rounded
     assert np.abs(got - ref).max() / np.abs(ref).max() < tol
 
 
-def test_tokenizer_json(tiny) -> None:
-    folder, _, _ = tiny("dense", tokenizer="json")
-    tok = Tokenizer(folder)
-    ids = tok.encode("<用户>hello world<AI>", add_bos=True)
-    assert ids[0] == 1 and ids[1] == 3 and ids[-1] == 4
+def test_tokenizer_json(tiny_hf) -> None:
+    tok = Tokenizer(tiny_hf("dense_tied").path)
+    assert tok.kind == "tokenizer.json"
+    text = "<用户>hello world<AI>"
+    ids = tok.encode(text, add_bos=True)
+    assert ids[0] == 1 and tok.piece(ids[1]) == "<用户>" and tok.piece(ids[-1]) == "<AI>"
     assert tok.eos_ids == [2] and tok.token_bytes(2) == b""
-    assert tok.token_bytes(ids[2]) == b"hello"
+    assert b"".join(tok.token_bytes(i) for i in ids[2:-1]).decode().strip() == "hello world"
 
 
 def test_sentencepiece_tokenizer_model(tmp_path) -> None:
-    cfg = make_config("dense", vocab_size=400)
-    folder = write_folder(tmp_path / "spm", cfg, random_weights(cfg), tokenizer="spm")
+    cfg = preset("dense_tied")
+    folder = write_hf_folder(cfg, random_weights(cfg), tmp_path / "spm")
+    (folder / "tokenizer.json").unlink()
+    write_sentencepiece(folder, 400)
     tok = Tokenizer(folder)
     assert tok.kind == "tokenizer.model"
     text = "<用户>hello cat 你好<AI>"
@@ -52,12 +58,23 @@ def test_sentencepiece_tokenizer_model(tmp_path) -> None:
 
 
 def test_untied_checkpoint_without_tie_key_uses_its_head(tmp_path) -> None:
-    cfg = make_config("untied")
-    del cfg["tie_word_embeddings"]
-    wts = random_weights({**cfg, "tie_word_embeddings": False})
-    folder = write_folder(tmp_path / "m", cfg, wts)
-    model, _ = loader.load_model(folder)
-    assert model.lm_head is not None
+    """A config.json without tie_word_embeddings (HF's default is tied) but with lm_head.weight
+    in the checkpoint: the logits are the reference's with *that* head, not the embeddings."""
+    cfg = preset("untied")
+    wts = random_weights(cfg, seed=2)
+    folder = write_hf_folder(cfg, wts, tmp_path / "m")
+    raw = json.loads((folder / "config.json").read_text())
+    del raw["tie_word_embeddings"]
+    (folder / "config.json").write_text(json.dumps(raw))
+    model, p = loader.load_model(folder)
+    assert p.config.tie_word_embeddings is False and model.lm_head is not None
+    with torch.inference_mode():
+        got = model(torch.tensor([TOKENS]))[0].numpy()
+    ref = reference.forward(cfg, wts, TOKENS)
+    tied = reference.forward(cfg.replace(tie_word_embeddings=True),
+                             {k: v for k, v in wts.items() if k != "lm_head.weight"}, TOKENS)
+    assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-4
+    assert np.abs(got - tied).max() / np.abs(tied).max() > 0.1
 
 
 def test_gptq_unpacking_matches_known_ints() -> None:
@@ -82,8 +99,9 @@ def test_gptq_unpacking_matches_known_ints() -> None:
     np.testing.assert_allclose(w.numpy(), expect, rtol=1e-6)
 
 
-def test_truncated_shard_is_named(tiny) -> None:
-    folder, _, _ = tiny("dense")
+def test_truncated_shard_is_named(tmp_path) -> None:
+    cfg = preset("dense_tied")
+    folder = write_hf_folder(cfg, random_weights(cfg), tmp_path / "m")
     f = folder / "model.safetensors"
     f.write_bytes(f.read_bytes()[:-100])
     with pytest.raises(ModelFileError, match="truncated"):
@@ -91,15 +109,14 @@ def test_truncated_shard_is_named(tiny) -> None:
 
 
 def test_unsupported_architecture(tmp_path) -> None:
-    cfg = make_config("dense", architectures=["MiniCPMV"], model_type="minicpmv")
-    folder = write_folder(tmp_path / "v", cfg, random_weights(make_config("dense")))
+    cfg = preset("dense_tied", extra={"architectures": ["MiniCPMV"], "model_type": "minicpmv"})
+    folder = write_hf_folder(cfg, random_weights(cfg), tmp_path / "v")
     with pytest.raises(UnsupportedModelError, match="not a MiniCPM"):
         loader.load_model(folder)
 
 
-def test_out_of_memory_refused_with_numbers(tiny) -> None:
-    folder, _, _ = tiny("dense")
-    p = loader.plan(folder)
+def test_out_of_memory_refused_with_numbers(tiny_hf) -> None:
+    p = loader.plan(tiny_hf("dense_tied").path)
     with pytest.raises(OutOfMemoryError, match=r"needs .* GiB but only .* GiB is free"):
         loader.check_memory("tiny", p.config, torch.float32, 4096, "cpu", free=1000)
     # and a 2B model's numbers: 2.7e9 params in bf16 ≈ 5 GiB
@@ -110,10 +127,9 @@ def test_out_of_memory_refused_with_numbers(tiny) -> None:
     assert 5.5e9 < need < 8e9
 
 
-def test_backend_refuses_when_memory_is_short(tiny, monkeypatch) -> None:
+def test_backend_refuses_when_memory_is_short(tiny_hf, monkeypatch) -> None:
     import minicpm
 
-    folder, _, _ = tiny("dense")
     monkeypatch.setattr(loader, "free_bytes", lambda device: 10)
     with pytest.raises(OutOfMemoryError):
-        minicpm.load(str(folder), backend="torch")
+        minicpm.load(str(tiny_hf("dense_tied").path), backend="torch")

@@ -1,7 +1,11 @@
 """Test helpers shared by every suite: tiny random MiniCPM models (``tiny``), GGUF files of them
-(``gguf_writer``) and a float64 numpy reference forward pass (``reference``).
+(``gguf_writer``), a float64 numpy reference forward pass (``reference``), a trained
+SentencePiece tokenizer (``spm``) and a CUDA-graph capture checker that runs on CPU
+(``capture``; imports torch). The pytest fixtures ``tiny_hf`` / ``tiny_gguf`` in
+tests/conftest.py build on them.
 
-Importing this package imports numpy only; gguf, tokenizers and safetensors load lazily."""
+Importing this package imports numpy only; gguf, tokenizers, sentencepiece, safetensors and
+torch load lazily."""
 
 from .reference import forward, greedy, rel_error
 from .tiny import (

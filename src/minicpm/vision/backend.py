@@ -14,21 +14,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .. import templates
-from ..backends.base import Backend, EngineInfo, Usage, stream_text
+from ..backends.base import EngineInfo, Usage, stream_text
+from ..backends.torch_engine import DEFAULT_N_CTX, TorchBackendBase
 from ..catalogue import ResolvedModel
-from ..errors import BackendUnavailableError, ContextOverflowError, ImageError
+from ..errors import ContextOverflowError, ImageError
+from ..prompts import output_reserve
 from ..sampling import SamplingParams
 from . import slicing
 from .model import MiniCPMV, load_minicpmv, special_ids, tokenize_with_images
 
 log = logging.getLogger("minicpm.vision")
 
-DEFAULT_N_CTX = 4096
 MAX_IMAGES = 8  # per request: each costs up to 10 × 64 tokens and 10 tower passes
 
 
@@ -41,27 +43,13 @@ def image_prompt(content: str, layouts: Sequence[slicing.SliceLayout], query_num
     return f"{head}\n{notes}{content}"
 
 
-class TorchVisionBackend(Backend):
-    name = "torch"
-
+class TorchVisionBackend(TorchBackendBase):
     def __init__(self, resolved: ResolvedModel, device: str = "cpu", dtype: str | None = None,
                  quant: str | None = None, n_ctx: int | None = None,
                  n_threads: int | None = None, cuda_graph: bool | None = None, **ignored: Any):
-        from ..torch.generate import Generator
-        from ..torch.quantize import QUANT_MODES, quantize_model
-        from ..torch.tokenizer import Tokenizer
+        from ..torch.quantize import quantize_model
 
-        if ignored:
-            log.debug("vision backend ignores options: %s", ", ".join(sorted(ignored)))
-        device = str(device or "cpu")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendUnavailableError("device='cuda' but this PyTorch sees no CUDA GPU; "
-                                          "use device='cpu'")
-        if n_threads and device == "cpu":
-            torch.set_num_threads(int(n_threads))
-        quant = None if quant in (None, "none") else quant
-        if quant is not None and quant not in QUANT_MODES:
-            raise ValueError(f"quant must be one of {QUANT_MODES} or None, got {quant!r}")
+        device, quant = self.check_options(device, quant, n_threads, ignored)
         self.model: MiniCPMV
         self.model, raw = load_minicpmv(resolved.path, device=device, dtype=dtype)
         # Weight-only quantization of the language model only: it holds ~85% of the weights,
@@ -69,14 +57,9 @@ class TorchVisionBackend(Backend):
         swapped = quantize_model(self.model.llm, quant) if quant else 0
         text = self.model.llm.cfg
         ctx = int(n_ctx or min(text.max_position_embeddings, DEFAULT_N_CTX))
-        self.tok = Tokenizer(resolved.path, bos_id=text.bos_token_id, eos_ids=text.eos_token_id)
+        self.start_generation(self.model.llm, resolved.path, ctx, cuda_graph)
         self.ids_of = special_ids(self.tok, resolved.path)
-        self.gen = Generator(self.model.llm, ctx, cuda_graph=cuda_graph)
         self.chat_template = templates.MINICPM  # MiniCPM-V 2.0: <用户>…<AI>, like MiniCPM-2B
-        self.bos_text = self.tok.token_text(self.tok.bos_id)
-        self.eos_text = self.tok.token_text(self.tok.eos_ids[0] if self.tok.eos_ids else None)
-        self.adds_bos = self.tok.adds_bos
-        self._prefill: Callable[[], torch.Tensor] | None = None
         self.last_image_seconds = 0.0
         dt = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         v = self.model.vcfg
@@ -88,18 +71,8 @@ class TorchVisionBackend(Backend):
             extra={"dtype": dt, "quant": quant, "quantized_layers": swapped,
                    "query_num": v.query_num, "max_slice_nums": v.max_slice_nums,
                    "scale_resolution": v.scale_resolution, "slice_mode": v.slice_mode,
-                   "vision_layers": v.tower.kept_layers, "tokenizer": self.tok.kind})
-
-    # --- token pipeline ------------------------------------------------------------------------
-    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
-        return self.tok.encode(text, add_bos=add_bos)
-
-    def generate_tokens(self, prompt_tokens: list[int], params: SamplingParams,
-                        cancel: threading.Event) -> Iterator[tuple[int, bytes]]:
-        prefill, self._prefill = self._prefill, None  # one-shot: set by stream_chat
-        for t in self.gen.generate(prompt_tokens, params, should_stop=cancel.is_set,
-                                   eos_ids=tuple(self.tok.eos_ids), prefill_fn=prefill):
-            yield t, self.tok.token_bytes(t)
+                   "vision_layers": v.tower.kept_layers, "tokenizer": self.tok.kind,
+                   "cuda_graph": self.gen.cuda_graph, "prefix_cache": self.gen.stats})
 
     # --- images --------------------------------------------------------------------------------
     def prepare(self, messages: list[dict[str, str]], images: Sequence[Any]
@@ -151,16 +124,25 @@ class TorchVisionBackend(Backend):
             return None
         ids, prefill = self.prepare(messages, images)
         ctx = self.info.context_length
-        reserve = min(params.max_tokens, max(16, ctx // 8))
+        reserve = output_reserve(ctx, params.max_tokens)
         if len(ids) + reserve > ctx:
             raise ContextOverflowError(len(ids), ctx, reserve=reserve)
-        self._prefill = prefill
-        return stream_text(self, ids, params, cancel, usage,
+        return stream_text(_ImageTurn(self, prefill), ids, params, cancel, usage,  # type: ignore[arg-type]
                            templates.stop_strings(self.chat_template), lstrip=True)
 
-    def close(self) -> None:
-        import gc
 
-        self.model = None  # type: ignore[assignment]
-        self.gen = None  # type: ignore[assignment]
-        gc.collect()
+@dataclass
+class _ImageTurn:
+    """One image prompt as the token pipeline (stream_text) sees a backend: its info, and
+    generate_tokens with the prefill over input embeddings passed explicitly."""
+
+    backend: TorchVisionBackend
+    prefill: Callable[[], torch.Tensor]
+
+    @property
+    def info(self) -> EngineInfo:
+        return self.backend.info
+
+    def generate_tokens(self, prompt_tokens: list[int], params: SamplingParams,
+                        cancel: threading.Event) -> Iterator[tuple[int, bytes]]:
+        return self.backend.generate_tokens(prompt_tokens, params, cancel, prefill=self.prefill)
