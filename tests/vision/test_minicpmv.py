@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from minicpm.api import Engine  # noqa: E402
 from minicpm.catalogue import ResolvedModel  # noqa: E402
 from minicpm.errors import ImageError, UnsupportedModelError  # noqa: E402
-from minicpm.testing import forward  # noqa: E402
+from minicpm.testing import forward, greedy  # noqa: E402
 from minicpm.vision.backend import TorchVisionBackend  # noqa: E402
 from minicpm.vision.model import is_minicpmv_folder, load_minicpmv  # noqa: E402
 
@@ -123,13 +123,31 @@ def test_end_to_end_greedy_matches_reference(backend, tiny_v):
     assert text == backend.tok.decode(expect).lstrip()
 
 
-def test_image_changes_the_answer_and_text_only_still_works(backend):
+def _text_reference(backend, cfg, text_w, ids, n):
+    """The reply text a greedy run of the float64 reference gives for prompt ids (EOS ends
+    it; leading space dropped, as the chat pipeline does)."""
+    out = []
+    for t in greedy(cfg, text_w, ids, n):
+        if t in backend.tok.eos_ids:
+            break
+        out.append(t)
+    return b"".join(backend.tok.token_bytes(t) for t in out).decode("utf-8", "replace").lstrip()
+
+
+def test_image_changes_the_answer_and_text_only_still_works(backend, tiny_v):
+    _, cfg, weights = tiny_v
     ids, p1 = backend.prepare([{"role": "user", "content": "hi"}], [_image(seed=1)])
     _, p2 = backend.prepare([{"role": "user", "content": "hi"}], [_image(seed=2)])
     assert not torch.allclose(p1(), p2())
     eng = Engine(backend)
-    out = eng.chat([{"role": "user", "content": "hello"}], temperature=0, max_tokens=3).read()
-    assert isinstance(out, str)
+    msgs = [{"role": "user", "content": "hello"}]
+    gen = eng.chat(msgs, temperature=0, max_tokens=3)
+    out = gen.read()
+    # text only: MiniCPM-2B's own pipeline, no image tokens, the reference's greedy answer
+    prompt = backend.tokenize(eng.render(msgs), add_bos=True)
+    assert gen.usage.prompt_tokens == len(prompt) and backend.ids_of["<unk>"] not in prompt
+    assert out == _text_reference(backend, cfg, weights["text"], prompt,
+                                  gen.usage.completion_tokens)
 
 
 def test_figure_gets_pixels_and_summary(backend):
@@ -153,25 +171,33 @@ def test_bad_images_are_refused(backend):
 
 
 def test_cancel_stops(backend):
+    """EOS ignored, so only the cancel can end this before 50 tokens."""
     eng = Engine(backend)
     gen = eng.chat([{"role": "user", "content": "x"}], images=[_image()], max_tokens=50,
-                   temperature=0.8, seed=1)
+                   temperature=0.8, seed=1, ignore_eos=True)
     it = iter(gen)
-    try:
-        next(it)
-    except StopIteration:
-        return
+    next(it)  # the first text delta arrives
+    at_cancel = gen.usage.completion_tokens
     gen.cancel()
     rest = list(it)
-    assert len(rest) <= 2 and gen.usage.finish_reason in ("cancelled", "stop")
+    assert gen.usage.finish_reason == "cancelled"
+    assert gen.usage.completion_tokens <= at_cancel + 1 < 50
+    assert len(rest) <= 2  # at most the token in flight and the UTF-8 tail
 
 
-def test_int8_language_model(tiny_v):
+def test_int8_language_model(backend, tiny_v):
+    """int8 weight-only LLM: the image prompt's first logits stay within int8's error of the
+    float32 model's (and do move: the layers really were swapped), and it answers."""
     b = TorchVisionBackend(ResolvedModel(tiny_v[0], "hf", "MiniCPM-V-tiny"), quant="int8")
     assert b.info.extra["quantized_layers"] > 0 and "int8" in b.info.quantization
-    out = Engine(b).chat([{"role": "user", "content": "hi"}], images=[_image()],
-                         temperature=0, max_tokens=3).read()
-    assert isinstance(out, str)
+    msgs, img = [{"role": "user", "content": "hi"}], _image()
+    q = b.prepare(msgs, [img])[1]().double()
+    f = backend.prepare(msgs, [img])[1]().double()
+    rel = float((q - f).abs().max() / f.abs().max())
+    assert 0 < rel < 0.05
+    gen = Engine(b).chat(msgs, images=[img], temperature=0, max_tokens=3, ignore_eos=True)
+    out = gen.read()
+    assert gen.usage.completion_tokens == 3 and gen.usage.finish_reason == "length" and out
     with pytest.raises(ValueError):
         TorchVisionBackend(ResolvedModel(tiny_v[0], "hf", "x"), quant="int3")
 
