@@ -93,20 +93,38 @@ def run_ours(a: argparse.Namespace, mode: str) -> dict[str, Any]:
         quantize_model(model, mode)
     weight_bytes = sum(t.numel() * t.element_size() for t in
                        list(model.parameters()) + list(model.buffers()))
-    gen = Generator(model, a.prompt + a.new + 8)
+    gen = Generator(model, a.prompt + a.new + 32)
     prompt = torch.randint(3, cfg.vocab_size, (a.prompt,)).tolist()
     params = SamplingParams(temperature=0, ignore_eos=True)
     for _ in range(a.warmup):  # warm-up: allocator, kernels, graph replays
         list(gen.generate(prompt[:8], params, max_new=4))
     _sync(a.device)
+    gen.cached = []  # the warm-up prompt is a prefix of this one: time a cold prefill
     t0 = time.perf_counter()
     stamps = []
+    answer: list[int] = []
     for _tok in gen.generate(prompt, params, max_new=a.new):
         stamps.append(time.perf_counter())
+        answer.append(_tok)
     ttft = stamps[0] - t0
     decode = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    # A follow-up turn (the prompt, the answer, 16 new tokens): its first token with the cache
+    # holding the conversation (prefix reuse) and with a cold cache, alternating, best of 2.
+    follow = prompt + answer + torch.randint(3, cfg.vocab_size, (16,)).tolist()
+    warm, cold = [], []
+    for _ in range(2):
+        for out, keep in ((warm, True), (cold, False)):
+            list(gen.generate(prompt + answer[:-1], params, max_new=1))  # cache: prompt+answer
+            if not keep:
+                gen.cached = []
+            _sync(a.device)
+            t1 = time.perf_counter()
+            next(gen.generate(follow, params, max_new=1))
+            _sync(a.device)
+            out.append(time.perf_counter() - t1)
     return {"engine": f"ours {mode}", "ttft_s": ttft, "prefill_tps": a.prompt / ttft,
-            "decode_tps": decode, "peak_bytes": _peak(a.device), "weight_bytes": weight_bytes}
+            "decode_tps": decode, "peak_bytes": _peak(a.device), "weight_bytes": weight_bytes,
+            "followup_ttft_reuse_s": min(warm), "followup_ttft_cold_s": min(cold)}
 
 
 def run_hf(a: argparse.Namespace, compiled: bool) -> dict[str, Any]:
@@ -318,6 +336,13 @@ def main() -> None:
         bound = f"{r['bound_tps']:.1f} ({r['pct_of_bound']:.0f}%)" if "bound_tps" in r else ""
         print(f"| {r['shape']} | {r['engine']} | {r['decode_tps']:.2f} | {r['prefill_tps']:.1f} | "
               f"{r['ttft_s']:.3f} | {r['peak_bytes'] / 2**30:.2f} | {bound} |")
+    print("\nFollow-up turn (prompt + answer + 16 new tokens), time to first token:")
+    print("| shape | engine | prefix reuse s | cold cache s | ratio |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for r in results:
+        if "followup_ttft_reuse_s" in r:
+            w, c = r["followup_ttft_reuse_s"], r["followup_ttft_cold_s"]
+            print(f"| {r['shape']} | {r['engine']} | {w:.3f} | {c:.3f} | {c / w:.1f}x |")
     out = {"meta": meta, "results": results}
     print("\n" + json.dumps(out))
     if a.json:
