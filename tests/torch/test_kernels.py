@@ -170,21 +170,37 @@ def test_triton_kernels_match_twins() -> None:
                                rtol=3e-2, atol=3e-1)
 
 
+GPU_DEVICES = ["cuda"] + (["cuda:1"] if torch.cuda.is_available()
+                          and torch.cuda.device_count() > 1 else [])
+
+
 @pytest.mark.gpu
 @requires_cuda
-def test_cuda_graph_decode_matches_eager(tiny_hf) -> None:
+@pytest.mark.parametrize("device", GPU_DEVICES)
+@pytest.mark.parametrize("quant", [None, "int8", "int4"])
+@pytest.mark.parametrize("name", ["dense_tied", "gqa", "moe", "rope128k", "llama_format"])
+def test_cuda_graph_decode_matches_eager(tiny_hf, name: str, quant: str | None,
+                                         device: str) -> None:
+    """Every preset, dense/int8/int4, on cuda and (with two GPUs) cuda:1: the captured decode
+    gives the eager path's greedy tokens (float32 compute, so that the eager path's trimmed
+    attention and the graph's masked full-cache attention cannot split a near-tie). On cuda:1,
+    a kernel or stream on the wrong device would fault or read garbage."""
     import threading
 
     import minicpm
     from minicpm.sampling import SamplingParams
 
-    folder = tiny_hf("gqa").path
+    # int4 groups of 128 need in_features of 128 / 256
+    folder = tiny_hf(name, seed=3, scale_emb=1.0, scale_depth=8.0, hidden_size=128,
+                     intermediate_size=256).path
     p = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
     outs = []
     for graph in (False, True):
-        eng = minicpm.load(str(folder), backend="torch", device="cuda", dtype="float32",
-                           cuda_graph=graph, n_ctx=64)
-        outs.append([t for t, _ in eng.backend.generate_tokens([1, 5, 9], p,
-                                                               threading.Event())][:10])
+        eng = minicpm.load(str(folder), backend="torch", device=device, dtype="float32",
+                           quant=quant, cuda_graph=graph, n_ctx=64)
+        assert eng.info.extra["cuda_graph"] is graph
+        assert next(eng.backend.model.parameters()).device == torch.device(device)
+        toks = eng.backend.generate_tokens([1, 5, 9, 40, 41], p, threading.Event())
+        outs.append([t for _, (t, _b) in zip(range(20), toks, strict=False)])
         eng.close()
-    assert outs[0] == outs[1]
+    assert outs[0] == outs[1] and len(outs[0]) == 20
