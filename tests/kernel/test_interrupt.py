@@ -21,7 +21,7 @@ def test_interrupt_keeps_partial_answer(fresh_kernel: Kernel) -> None:
     def on_msg(msg: dict) -> None:
         # interrupt once the answer has visibly started streaming
         if msg["msg_type"] == "update_display_data" and "t" not in sent:
-            body = msg["content"]["data"].get("text/markdown", "")
+            body = msg["content"]["data"].get("text/plain", "")
             if len(body.strip()) > 10 and body.strip() != "*…*":
                 sent["t"] = time.monotonic()
                 k.km.interrupt_kernel()
@@ -31,7 +31,7 @@ def test_interrupt_keeps_partial_answer(fresh_kernel: Kernel) -> None:
     assert "t" in sent, "the answer never streamed"
     assert r.status == "ok" and not r.errors  # the interrupt is handled: no KeyboardInterrupt
     final = r.texts()[-1]
-    body, _, footer = final.partition("<sub>")
+    body, _, footer = final.rpartition("\n\n[")  # text/plain: the answer, then [footer]
     assert len(body.strip()) > 10  # the partial answer stays
     assert "stopped" in footer
     assert time.monotonic() - sent["t"] < 30  # stopped promptly, not after 2000 tokens
