@@ -12,6 +12,7 @@ import { ContextBar } from './sidebar/contextbar';
 import { StatusHeader } from './sidebar/header';
 import { HistoryList, lastChatId } from './sidebar/history';
 import { InputBox } from './sidebar/inputbox';
+import type { IUndoable } from './sidebar/markdown';
 import { MessageView } from './sidebar/messages';
 import { ChatSession } from './sidebar/session';
 import { DEFAULT_SETTINGS, IMiniCPMSettings } from './sidebar/settings';
@@ -232,24 +233,27 @@ export class ChatPanel extends Widget {
     this.session.stop();
   }
 
-  /** Replace the cell the answer was about (else the active one), with an Undo notification. */
-  private replaceCell(code: string, index: number): void {
+  /**
+   * Replace the cell the answer was about (else the active one); Undo is offered under the code
+   * block and in a notification.
+   */
+  private replaceCell(code: string, index: number): IUndoable {
     const question = this.session.questionOf(index);
     const cellId = question?.context?.find(p => p.cellId)?.cellId;
     const done = this.notebooks.replaceCell(code, cellId);
+    let undone = false;
+    const undo = () => {
+      if (!undone) {
+        undone = true;
+        this.notebooks.restoreCell(done.cellId, done.previous);
+      }
+      Notification.dismiss(id);
+    };
     const id = Notification.info(`Replaced ${done.label}.`, {
       autoClose: 8000,
-      actions: [
-        {
-          label: 'Undo',
-          caption: 'Put the previous source back',
-          callback: () => {
-            this.notebooks.restoreCell(done.cellId, done.previous);
-            Notification.dismiss(id);
-          }
-        }
-      ]
+      actions: [{ label: 'Undo', caption: 'Put the previous source back', callback: undo }]
     });
+    return { label: done.label, undo };
   }
 
   dispose(): void {

@@ -7,6 +7,10 @@ const baseConfig = require('@jupyterlab/galata/lib/playwright-config');
 
 const port = process.env.MINICPM_UI_PORT || '8899';
 const token = process.env.MINICPM_UI_TOKEN || 'minicpm-ui-token';
+// the hostile-output tests: a fake OpenAI server and a second jupyter server using it
+const fakePort = process.env.MINICPM_UI_FAKE_PORT || '8898';
+const remotePort = process.env.MINICPM_UI_REMOTE_PORT || '8897';
+const reuse = !process.env.CI;
 
 module.exports = {
   ...baseConfig,
@@ -39,10 +43,28 @@ module.exports = {
       ]
     }
   },
-  webServer: {
-    command: 'jupyter lab --config jupyter_server_test_config.py',
-    url: `http://localhost:${port}/minicpm/status?token=${token}`,
-    timeout: 180000,
-    reuseExistingServer: !process.env.CI
-  }
+  webServer: [
+    {
+      command: `python servers/fake_openai.py --port ${fakePort}`,
+      url: `http://127.0.0.1:${fakePort}/health`,
+      timeout: 30000,
+      reuseExistingServer: reuse
+    },
+    {
+      command: 'jupyter lab --config jupyter_server_test_config.py',
+      url: `http://localhost:${port}/minicpm/status?token=${token}`,
+      timeout: 180000,
+      reuseExistingServer: reuse
+    },
+    {
+      command: 'jupyter lab --config jupyter_server_test_config.py',
+      env: {
+        MINICPM_UI_PORT: remotePort,
+        MINICPM_UI_REMOTE_URL: `http://127.0.0.1:${fakePort}/v1`
+      },
+      url: `http://localhost:${remotePort}/minicpm/status?token=${token}`,
+      timeout: 180000,
+      reuseExistingServer: reuse
+    }
+  ]
 };

@@ -16,11 +16,17 @@ import { fencedBlocks, matchBlocks } from './codeblocks';
 import { button, el } from './dom';
 import { SafeSanitizer, scrubRendered } from './sanitize';
 
+/** A change that can be taken back (Replace cell). */
+export interface IUndoable {
+  label: string;
+  undo(): void;
+}
+
 /** What the code toolbar does; `index` is the answer's message index. */
 export interface ICodeActions {
   copy(code: string): void;
   insertBelow(code: string): void | Promise<void>;
-  replace(code: string, index: number): void | Promise<void>;
+  replace(code: string, index: number): IUndoable | void;
   insertAndRun(code: string): void | Promise<void>;
 }
 
@@ -138,15 +144,37 @@ export class AnswerBody {
       act('Insert code as a new cell below the active cell', 'minicpm-insert', addIcon, () =>
         actions.insertBelow(code)
       );
-      act('Replace the cell this answer is about with this code', 'minicpm-replace', editIcon, () =>
-        actions.replace(code, index)
-      );
+      act('Replace the cell this answer is about with this code', 'minicpm-replace', editIcon, () => {
+        const done = actions.replace(code, index);
+        if (done) {
+          this.showUndo(wrap, done);
+        }
+      });
       act('Insert code below and run it', 'minicpm-insert-run', runIcon, () => actions.insertAndRun(code));
       if (block.lang) {
         bar.prepend(el('span', { class: 'jp-MiniCPM-codeLang' }, block.lang));
       }
       wrap.append(bar, pre);
     });
+  }
+
+  /** "Replaced cell #2 · Undo" under the code block. */
+  private showUndo(wrap: HTMLElement, done: IUndoable): void {
+    wrap.querySelector('.jp-MiniCPM-undoNote')?.remove();
+    const note = el('div', { class: 'jp-MiniCPM-undoNote', role: 'status' }, `Replaced ${done.label}. `);
+    note.append(
+      button({
+        label: `Undo: put ${done.label} back`,
+        text: 'Undo',
+        testid: 'minicpm-undo',
+        className: 'jp-mod-small',
+        onclick: () => {
+          done.undo();
+          note.remove();
+        }
+      })
+    );
+    wrap.append(note);
   }
 
   dispose(): void {

@@ -98,8 +98,12 @@ test('"Fix error" on a failing cell sends its traceback and gets an answer', asy
   await page.screenshot({ path: `${SHOTS}/05-error-cell.png` });
   await fix.click();
 
+  // the chips wait in the input for review; Send sends them
   const panel = page.locator('#minicpm-chat');
   await expect(panel).toBeVisible();
+  await expect(panel.getByTestId('minicpm-chip')).toHaveCount(2);
+  await expect(panel.getByTestId('minicpm-input')).not.toHaveValue('');
+  await panel.getByTestId('minicpm-send').click();
   const user = panel.locator('[data-testid="minicpm-message"][data-role="user"]').last();
   await expect(user.locator('.jp-MiniCPM-used')).toContainText('error');
   await waitAnswer(panel);
@@ -125,10 +129,15 @@ test('"Explain image" on a matplotlib output sends the image', async ({ page, tm
   await item.click();
 
   const panel = page.locator('#minicpm-chat');
+  // the code that drew the figure goes with it
+  await expect(panel.locator('[data-testid="minicpm-chip"][data-kind="cell"]')).toHaveCount(1);
+  await expect(panel.locator('[data-testid="minicpm-chip"][data-kind="image"]')).toHaveCount(1);
+  await panel.getByTestId('minicpm-send').click();
   await waitAnswer(panel);
   await page.screenshot({ path: `${SHOTS}/08-explain-image-answer.png` });
   const chat = rec.sent.find(f => f.type === 'chat');
   const image = chat.context.find(p => p.kind === 'image');
+  expect(chat.context.find(p => p.kind === 'cell').text).toContain('plt.');
   expect(image.mime).toBe('image/png');
   expect(image.data.length).toBeGreaterThan(1000);
   expect(Buffer.from(image.data, 'base64').subarray(1, 4).toString()).toBe('PNG');

@@ -1,0 +1,135 @@
+"""A hostile OpenAI-compatible server on loopback, for the browser tests (issue: untrusted model
+output). Every chat or completion request is answered with HTML and Markdown that would run a
+script, fetch from this server's /leak path, or put a live javascript: link on the page if the
+frontend rendered model output as HTML. Each payload would set `window.__minicpmPwned`.
+
+    python fake_openai.py --port 8898
+
+GET /log lists every request path it saw (the test checks no /leak); GET /health answers ok.
+Standard library only: it runs before anything else in the test set-up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MODEL = "hostile-model"
+
+
+def payload(port: int) -> str:
+    leak = f"http://127.0.0.1:{port}/leak"
+    return f"""HOSTILE-ANSWER begins.
+
+<img src="{leak}?img" onerror="window.__minicpmPwned='img-onerror'">
+
+<script>window.__minicpmPwned='script'</script>
+
+<svg><image href="{leak}?svg" onload="window.__minicpmPwned='svg-image'"></image></svg>
+
+![x]({leak}?md)
+
+[click me](javascript:window.__minicpmPwned='md-js-link')
+
+<a href="javascript:window.__minicpmPwned='html-js-link'">html js link</a>
+
+<span data-commandlinker-command="help:about" data-commandlinker-args="{{}}">linker span</span>
+
+<div style="background-image:url({leak}?css)">styled div</div>
+
+| col a | col b |
+|-------|-------|
+| 1     | 2     |
+
+```python
+print("safe code")
+```
+
+<pre><code>print("smuggled")<span style="display:none">; window.__minicpmPwned = 'hidden-span'</span></code></pre>
+
+HOSTILE-ANSWER ends.
+"""
+
+
+class Handler(BaseHTTPRequestHandler):
+    log: list[str] = []
+    lock = threading.Lock()
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _record(self) -> None:
+        with self.lock:
+            Handler.log.append(self.path)
+
+    def _json(self, obj: object, status: int = 200) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/log":  # not recorded: the test's own look
+            with self.lock:
+                self._json({"requests": list(Handler.log)})
+            return
+        self._record()
+        if self.path == "/health":
+            self._json({"ok": True})
+        elif self.path.rstrip("/").endswith("/v1/models"):
+            self._json({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+        else:  # /leak… included: a 404, so an <img> there would fire onerror
+            self._json({"error": "not found"}, 404)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._record()
+        n = int(self.headers.get("Content-Length") or 0)
+        try:
+            req = json.loads(self.rfile.read(n) or b"{}")
+        except ValueError:
+            req = {}
+        chat = self.path.endswith("/chat/completions")
+        if not (chat or self.path.endswith("/completions")):
+            self._json({"error": "not found"}, 404)
+            return
+        text = payload(self.server.server_address[1])
+        if not req.get("stream"):
+            choice = ({"message": {"role": "assistant", "content": text}} if chat
+                      else {"text": text})
+            self._json({"id": "x", "model": MODEL, "choices": [{"index": 0, **choice,
+                                                              "finish_reason": "stop"}]})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        step = 40  # several chunks, as a real server streams
+        for i in range(0, len(text), step):
+            piece = text[i:i + step]
+            choice = {"delta": {"content": piece}} if chat else {"text": piece}
+            chunk = {"id": "x", "model": MODEL, "choices": [{"index": 0, **choice,
+                                                             "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(0.005)
+        end = {"id": "x", "model": MODEL, "choices": [{"index": 0, "delta": {},
+                                                       "finish_reason": "stop"}]}
+        self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+        self.wfile.flush()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, default=8898)
+    args = ap.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
