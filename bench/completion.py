@@ -278,7 +278,12 @@ def run_model(model: str, label: str, args: Any) -> dict[str, Any]:
     finally:
         proc.terminate()
         proc.wait(30)
-    return summarize(label, recs, idle_ttft, typing_ttft, n_keys, elapsed)
+    out = summarize(label, recs, idle_ttft, typing_ttft, n_keys, elapsed)
+    out["raw"] = [{"label": r["label"], "stopped": r["stopped"],
+                   "first_ms": None if r["first"] is None else (r["first"] - r["sent"]) * 1000,
+                   "end_ms": None if r["end"] is None else (r["end"] - r["sent"]) * 1000,
+                   "frame": r["frame"]} for r in recs]
+    return out
 
 
 def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing: list[float],

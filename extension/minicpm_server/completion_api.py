@@ -125,13 +125,36 @@ def parse_inline(frame: dict[str, Any], cfg: Any) -> tuple[CompletionRequest, in
     return req, max_tokens, budget
 
 
+class YieldingEvent(threading.Event):
+    """A cancel flag that also reads as set while another request (a chat, a magic, an
+    OpenAI call) waits for the engine: the engine checks it between prefill chunks and before
+    every token, so an inline request gives the engine up at once, even mid-prefill."""
+
+    def __init__(self, others_waiting: Any = None):
+        super().__init__()
+        self._others = others_waiting
+        self.preempted = False
+
+    def is_set(self) -> bool:
+        if super().is_set():
+            return True
+        if self._others is not None and self._others():
+            self.preempted = True
+            return True
+        return False
+
+    def cancelled(self) -> bool:
+        """Set by a stop or a newer request (not by preemption)."""
+        return super().is_set()
+
+
 @dataclass(eq=False)
 class InlineJob:
     id: str
     req: CompletionRequest
     max_tokens: int
     budget: int
-    cancel_event: threading.Event = field(default_factory=threading.Event)
+    cancel_event: YieldingEvent = field(default_factory=YieldingEvent)
     received: float = field(default_factory=time.monotonic)
     cancelled_at: float | None = None
     superseded: bool = False
@@ -154,6 +177,11 @@ class InlineCompleter:
     def _others_waiting(self) -> bool:
         # Read from the worker thread: truth-testing a set or deque is atomic in CPython.
         return bool(self.host.running) or bool(self.host.waiting)
+
+    def new_job(self, rid: str, req: CompletionRequest, max_tokens: int,
+                budget: int) -> InlineJob:
+        return InlineJob(rid, req, max_tokens, budget,
+                         cancel_event=YieldingEvent(self._others_waiting))
 
     def submit(self, job: InlineJob, send: Any) -> None:
         """Run ``job``; ``send(frame)`` is called on the event loop for each frame."""
@@ -178,7 +206,7 @@ class InlineCompleter:
         started = time.monotonic()
         timing: dict[str, float | None] = {"queue_ms": _ms(started - job.received)}
         engine = self.host.engine
-        if job.cancel_event.is_set():
+        if job.cancel_event.cancelled():
             self.stats["cancelled"] += 1
             timing["free_ms"] = _ms(started - (job.cancelled_at or started))
             post(_done(job, "", "cancelled", None, "cancelled", timing))
@@ -197,7 +225,6 @@ class InlineCompleter:
                 engine, job.req, budget=job.budget, max_tokens=job.max_tokens,
                 cancel=job.cancel_event, counter=self._counter(engine))
             before = _reused_total(engine)
-            preempted = False
             shown = ""
             t_gen = time.monotonic()
             for delta in gen:
@@ -209,15 +236,13 @@ class InlineCompleter:
                     post({"type": "partial", "id": job.id, "text": shown})
                 if done:
                     break
-                if self._others_waiting():  # a chat arrived: it goes first
-                    preempted = True
-                    break
-            stopped = job.cancel_event.is_set()  # read first: close() sets the event too
+            stopped = job.cancel_event.cancelled()  # read first: close() sets it too
+            preempted = job.cancel_event.preempted and not stopped
             gen.close()  # frees the engine (also when the suggestion ended early)
             end = time.monotonic()
             usage = gen.usage
             reused = _reused_total(engine)
-            usage_d = {"prompt_tokens": usage.prompt_tokens,
+            usage_d: dict[str, Any] = {"prompt_tokens": usage.prompt_tokens,
                        "completion_tokens": usage.completion_tokens,
                        "reused_tokens": None if reused is None or before is None
                        else reused - before,
@@ -355,7 +380,7 @@ class CompletionWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         for old in self.jobs.values():  # superseded: stop them, the newest is what matters
             old.superseded = True
             old.cancel()
-        job = InlineJob(rid, req, max_tokens, budget)
+        job = self.completer.new_job(rid, req, max_tokens, budget)
         self.jobs[rid] = job
         self.completer.submit(job, self.send)
 

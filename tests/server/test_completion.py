@@ -129,6 +129,29 @@ async def test_a_chat_goes_first(jp_ws_fetch: Any, ready: Any, host: Any) -> Non
     ws.close()
 
 
+async def test_a_running_suggestion_yields_to_a_chat(jp_ws_fetch: Any, ready: Any) -> None:
+    ws = await jp_ws_fetch("minicpm", "complete")
+    await ws.write_message(frame("p1", "numbers = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,",
+                                 mode="statement", max_tokens=200))
+    while json.loads(await asyncio.wait_for(ws.read_message(), 60))["type"] != "partial":
+        pass
+    chat = await jp_ws_fetch("minicpm", "chat")
+    t0 = time.monotonic()
+    await chat.write_message(json.dumps({
+        "type": "chat", "id": "c2", "messages": [{"role": "user", "content": "Hi"}],
+        "sampling": {"max_tokens": 2, "temperature": 0}}))
+    done = (await collect(ws, "p1"))[-1]
+    assert done["dropped"] == "preempted" and done["text"] == "", done
+    assert done["usage"]["completion_tokens"] < 200
+    while True:
+        f = json.loads(await asyncio.wait_for(chat.read_message(), 60))
+        if f["type"] in ("done", "error"):
+            break
+    assert f["type"] == "done" and time.monotonic() - t0 < 30
+    chat.close()
+    ws.close()
+
+
 @pytest.mark.parametrize("bad,status,needle", [
     ({"prefix": 3}, 400, "prefix"),
     ({"mode": "paragraph"}, 400, "mode"),
