@@ -4,13 +4,12 @@ import { Cell } from '@jupyterlab/cells';
 import type { IContextPart } from './protocol';
 import {
   ICellLike,
-  INotebookContext,
   cellPart,
   errorPart,
   imageParts,
-  notebookPart,
   outputParts
 } from './context';
+import { INotebookContext, notebookPart } from './notebookContext';
 
 export class NotebookBridge {
   constructor(public tracker: INotebookTracker) {}

@@ -2,11 +2,9 @@ import {
   ICellLike,
   cellLabel,
   cellPart,
-  codeBlocks,
   errorPart,
   estimateTokens,
   imageParts,
-  notebookPart,
   outputParts,
   parseDataUrl,
   partsForCells,
@@ -14,6 +12,7 @@ import {
   totalTokens,
   MAX_OUTPUT_CHARS
 } from '../src/context';
+import { notebookPart } from '../src/notebookContext';
 
 const failing: ICellLike = {
   cell_type: 'code',
@@ -182,13 +181,5 @@ describe('tokens and code blocks', () => {
     expect(estimateTokens('abcdefgh')).toBe(2);
     const t = totalTokens([{ kind: 'image', label: 'x', data: PNG }, { kind: 'text', label: 'ab', text: 'abcd' }]);
     expect(t).toBe(64 + 1 + 1 + 4);
-  });
-
-  it('extracts fenced code blocks with their language', () => {
-    const md = 'Fix:\n```python\nprint(1)\n```\nand\n```\nls\n```\n';
-    expect(codeBlocks(md)).toEqual([
-      { language: 'python', code: 'print(1)' },
-      { language: '', code: 'ls' }
-    ]);
   });
 });

@@ -16,7 +16,8 @@ import {
 } from '@jupyterlab/ui-components';
 import { Notification } from '@jupyterlab/apputils';
 import type { IContextPart, IStatus } from '../protocol';
-import { INotebookContext, totalTokens } from '../context';
+import { totalTokens } from '../context';
+import type { INotebookContext } from '../notebookContext';
 import type { NotebookBridge } from '../notebook';
 import { button, el } from './dom';
 import { partLabel } from './format';
