@@ -8,6 +8,8 @@ from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
 from .chats import ChatStore
+from .completion_api import ROUTES as COMPLETION_ROUTES
+from .completion_api import shutdown as completion_shutdown
 from .config import MiniCPM
 from .engine_host import EngineHost
 from .handlers import (
@@ -32,6 +34,7 @@ ROUTES: list[tuple[str, Any]] = [
     ("minicpm/chat", ChatWebSocket),
     ("minicpm/v1/models", ModelsListHandler),
     ("minicpm/v1/chat/completions", ChatCompletionsHandler),
+    *COMPLETION_ROUTES,  # inline completion socket + /v1/completions (completion_api.py)
 ]
 
 
@@ -64,4 +67,5 @@ def setup(serverapp: Any) -> ServerState:
 def teardown(serverapp: Any) -> None:
     state = serverapp.web_app.settings.get("minicpm")
     if state is not None:
+        completion_shutdown(serverapp.web_app.settings)
         state.host.shutdown()
