@@ -178,9 +178,10 @@ def build_prompt(req: CompletionRequest, count: Callable[[str], int] | None = No
     """The prompt for ``req`` within ``budget`` tokens: the current cell first, then the
     nearest earlier cells that fit, emitted in notebook order.
 
-    The current cell's reservation grows in steps of ``BUDGET_STEP`` tokens, so which earlier
-    cells are included changes only every hundred-odd tokens of typing: between those steps,
-    every keystroke leaves the prompt unchanged except at its end."""
+    Laid out for the prompt cache: the current cell reserves a quarter of the budget (more,
+    in steps of ``BUDGET_STEP`` tokens, once it is longer), so the earlier cells do not change
+    while a cell is typed and every keystroke only changes the prompt's end; and the first
+    earlier cell moves in steps too (``_first_cell``), so a new cell rarely changes the start."""
     count = count or approx_tokens
     if budget < 16:
         raise ValueError(f"the prompt budget must be at least 16 tokens, got {budget}")
@@ -196,17 +197,11 @@ def build_prompt(req: CompletionRequest, count: Callable[[str], int] | None = No
         current, _ = _tail_lines(current, room - BUDGET_STEP // 2, count)
         cut = cur_tokens - count(current)
         cur_tokens = count(current)
-    left = budget - fixed - min(room, _step_up(cur_tokens))
-    chosen: list[str] = []
+    # The current cell's reservation: a quarter of the budget, or more in steps as it grows;
+    # the earlier cells get the rest.
+    left = budget - fixed - min(room, max(budget // 4, _step_up(cur_tokens)))
     texts = [t for t in (cell_text(c) for c in req.before) if t]
-    if cut == 0:
-        for t in reversed(texts):
-            n = count(t + CELL_SEP)
-            if n > left:
-                break  # contiguous: the nearest cells, no holes
-            chosen.append(t)
-            left -= n
-    chosen.reverse()
+    chosen = texts[_first_cell(texts, left, count):] if cut == 0 and left > 0 else []
     script = "".join(t + CELL_SEP for t in chosen) + current
     if fim is not None:
         text = f"{fim.prefix}{script}{fim.suffix}{suffix_text}{fim.middle}"
@@ -214,6 +209,27 @@ def build_prompt(req: CompletionRequest, count: Callable[[str], int] | None = No
         text = script
     return Prompt(text=text, fim=fim is not None, tokens=count(text), cells_used=len(chosen),
                   cells_total=len(texts), cut_tokens=cut)
+
+
+def _first_cell(texts: list[str], room: int, count: Callable[[str], int]) -> int:
+    """Index of the first earlier cell to include so that the rest fit ``room`` tokens.
+
+    A sliding window (the nearest cells that fit) would change the prompt's start with every
+    new cell, and so cost a full prefill each time. Instead the tokens left out at the start
+    grow in steps of half the room: the start stays put for several cells, and at least
+    half the room is used."""
+    sizes = [count(t + CELL_SEP) for t in texts]
+    excess = sum(sizes) - room
+    if excess <= 0:
+        return 0
+    step = max(1, room // 2)
+    drop = -(-excess // step) * step
+    dropped = 0
+    for i, n in enumerate(sizes):
+        if dropped >= drop:
+            return i
+        dropped += n
+    return len(texts)
 
 
 def _head_lines(text: str, budget: int, count: Callable[[str], int]) -> tuple[str, int]:

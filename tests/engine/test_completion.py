@@ -71,7 +71,7 @@ def test_typing_changes_only_the_end_of_the_prompt():
     prompts = [build_prompt(CompletionRequest(prefix=text[:n], before=before), words,
                             budget=512).text for n in range(1, len(text) + 1)]
     moved = 0
-    for n, (a, b) in enumerate(zip(prompts, prompts[1:]), start=1):
+    for n, (a, b) in enumerate(zip(prompts, prompts[1:], strict=False), start=1):
         if b == a + text[n]:
             continue  # one keystroke appended one character at the very end
         moved += 1  # the earlier cells changed: allowed only at a budget step
@@ -79,6 +79,17 @@ def test_typing_changes_only_the_end_of_the_prompt():
             -(-words(text[:n]) // BUDGET_STEP) != -(-words(text[: n + 1]) // BUDGET_STEP)
     steps = {-(-words(text[:n]) // BUDGET_STEP) for n in range(1, len(text) + 1)}
     assert moved <= len(steps) - 1
+
+
+def test_moving_to_the_next_cell_rarely_changes_the_prompt_start():
+    cells = [Cell("code", f"step_{i} = run({i})  # " + "w " * 30) for i in range(60)]
+    starts = []
+    for k in range(20, 60):  # typing cell k, cells before it are there
+        p = build_prompt(CompletionRequest(prefix="x = ", before=cells[:k]), words, budget=512)
+        assert p.tokens <= 512 and p.cells_used >= 3  # at least half the room is used
+        starts.append(p.text.split(" = ", 1)[0])
+    changes = sum(a != b for a, b in zip(starts, starts[1:], strict=False))
+    assert changes <= len(starts) // 3  # a sliding window would change it every time
 
 
 def test_a_current_cell_over_budget_keeps_its_end():
