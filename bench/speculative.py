@@ -125,7 +125,7 @@ def run_tasks(model: str | None, max_tokens: int, threads: int | None) -> dict[s
 
 
 def verify_cost(path: str, threads: int | None, ks: tuple[int, ...] = (1, 2, 4, 8, 16),
-                repeats: int = 5, context: int = 512) -> dict[str, Any]:
+                repeats: int = 5, context: int = 256) -> dict[str, Any]:
     """Seconds for one decode call of k tokens after ``context`` tokens (median of repeats)."""
     import threading
 

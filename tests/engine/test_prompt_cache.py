@@ -88,6 +88,13 @@ def test_lru_within_budget_and_superseded_prefixes() -> None:
     assert len(c) == 1 and c.covers(a) and not c.worth_saving(a)
     assert c.put([1] * 5, b"", 251) is None  # larger than the whole budget
     assert not PromptCache(0).worth_saving(a)
+    # The previous turn of a conversation (all but < min_tokens of it shared) is stale.
+    c = PromptCache(budget_bytes=1000, min_tokens=3)
+    c.put([1, 2, 3, 4, 5], b"", 10)
+    c.put([1, 2, 3, 4, 9, 9], b"", 10)
+    assert [s.tokens for s in c.snapshots()] == [(1, 2, 3, 4, 9, 9)]
+    c.put([1, 2, 7, 7, 7, 7], b"", 10)  # shares too little: a conversation of its own
+    assert len(c) == 2
 
 
 # --- through the engine ----------------------------------------------------------------------

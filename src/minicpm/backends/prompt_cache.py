@@ -115,14 +115,17 @@ class PromptCache:
         return not self.covers(tokens)
 
     def put(self, tokens: Sequence[int], data: Any, nbytes: int) -> Snapshot | None:
-        """Store a snapshot; drops those it supersedes (its own prefixes), then the least
-        recently used until the budget holds. Returns None if it cannot fit at all."""
+        """Store a snapshot; drops those it supersedes (all but < min_tokens of them are its
+        prefix), then the least recently used until the budget holds. Returns None if it cannot fit at all."""
         if nbytes > self.budget_bytes:
             return None
         key = tuple(tokens)
         with self._lock:
+            # A snapshot that the new one holds all but fewer than min_tokens of is stale: the
+            # previous turn of the same conversation (whose reply was re-tokenized in this
+            # turn's prompt). Its own tail alone would not have been worth a snapshot either.
             for sid in [sid for sid, s in self._snaps.items()
-                        if len(s.tokens) <= len(key) and key[:len(s.tokens)] == s.tokens]:
+                        if common_prefix(s.tokens, key) > len(s.tokens) - self.min_tokens]:
                 del self._snaps[sid]
             self.make_room(nbytes)
             snap = Snapshot(key, data, nbytes)
