@@ -154,7 +154,7 @@ class Inline:
         rid = f"r{self.seq}"
         with self.lock:
             self.recs[rid] = {"sent": time.perf_counter(), "first": None, "end": None,
-                              "frame": None, "stopped": False, "label": label}
+                              "frame": None, "stopped": False, "label": label, "prefix": prefix}
         self.ws.send(json.dumps({"type": "complete", "id": rid, "prefix": prefix, "suffix": "",
                                  "cells": cells, "mode": args.mode,
                                  "max_tokens": args.max_tokens}))
@@ -174,6 +174,66 @@ class Inline:
             with self.lock:
                 if all(r["end"] is not None for r in self.recs.values()):
                     return
+            time.sleep(0.02)
+
+
+class Naive:
+    """The peer: what a provider without our server side does. Each trigger is an ordinary
+    streamed POST /minicpm/v1/completions (the same script text, the last ~1,024 tokens'
+    worth of characters, stop at a line break), queued FIFO with chats; a keystroke only makes
+    the client ignore the stale answer, nothing is cancelled on the server."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.recs: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.seq = 0
+
+    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str) -> str:
+        from minicpm.completion import Cell, cell_text
+
+        self.seq += 1
+        rid = f"n{self.seq}"
+        script = "".join(t + "\n\n" for t in (cell_text(Cell(c["kind"], c["source"]))
+                                              for c in cells) if t) + prefix
+        script = script[-args.naive_chars:]
+        rec = {"sent": time.perf_counter(), "first": None, "end": None, "frame": None,
+               "stopped": False, "label": label, "prefix": prefix}
+        with self.lock:
+            self.recs[rid] = rec
+        body = json.dumps({"prompt": script, "max_tokens": args.max_tokens, "stop": ["\n"],
+                           "temperature": 0, "stream": True}).encode()
+        threading.Thread(target=self._run, args=(rec, body), daemon=True).start()
+        return rid
+
+    def _run(self, rec: dict[str, Any], body: bytes) -> None:
+        req = urllib.request.Request(self.url + "/minicpm/v1/completions", data=body,
+                                     method="POST",
+                                     headers={"Authorization": f"token {TOKEN}",
+                                              "Content-Type": "application/json"})
+        text = ""
+        with urllib.request.urlopen(req, timeout=600) as r:
+            for raw in r:
+                line = raw.decode().strip()
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                piece = chunk["choices"][0]["text"] if chunk.get("choices") else ""
+                if piece and rec["first"] is None:
+                    rec["first"] = time.perf_counter()
+                text += piece
+        rec["end"] = time.perf_counter()
+        rec["frame"] = {"type": "done", "text": text.strip() and text, "dropped": None,
+                        "usage": None, "timing": {}}
+
+    def stop(self, rid: str) -> None:
+        self.recs[rid]["stopped"] = True  # stale for the client; the server goes on
+
+    def wait_all(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(r["end"] is not None for r in self.recs.values()):
+                return
             time.sleep(0.02)
 
 
@@ -247,48 +307,73 @@ def pct(xs: list[float], q: float) -> float | None:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
-def run_model(model: str, label: str, args: Any) -> dict[str, Any]:
+def run_model(model: str, label: str, args: Any, peer: bool) -> list[dict[str, Any]]:
+    """Type the cells with our socket (and, with ``peer``, each cell again with the naive
+    client, alternating who goes first); one row per client."""
     proc, url = start_server(model, args.n_ctx, args.threads)
+    kinds = ["ours", "naive"] if peer else ["ours"]
     try:
-        inline = Inline(url)
+        clients: dict[str, Any] = {"ours": Inline(url)}
+        if peer:
+            clients["naive"] = Naive(url)
         chat = connect(url, "/minicpm/chat")
         busy_chat = connect(url, "/minicpm/chat")
-        idle_ttft: list[float] = []
-        typing_ttft: list[float] = []
+        idle = {k: [] for k in kinds}
+        typing = {k: [] for k in kinds}
+        keys = dict.fromkeys(kinds, 0)
+        seconds = dict.fromkeys(kinds, 0.0)
         seq = [0]
-        n_keys = 0
         warm = read_cells(HERE / "notebooks" / NOTEBOOKS[0])
-        inline.send("import ", warm[:2], args, "warm-up")  # page the model in
+        clients["ours"].send("import ", warm[:2], args, "warm-up")  # page the model in
         chat_once(chat, 999, 2)
-        inline.wait_all(600)
-        inline.recs.clear()
-        t_start = time.perf_counter()
+        clients["ours"].wait_all(600)
+        clients["ours"].recs.clear()
+        turn = 0
+        cold_ms: list[float] = []
         for nb in NOTEBOOKS:
             cells = read_cells(HERE / "notebooks" / nb)
             code_idx = [i for i, c in enumerate(cells) if c["kind"] == "code"][-args.cells:]
+            # Opening the notebook: one request prefills its context (timed: the cold cost).
+            ours = clients["ours"]
+            rid = ours.send("import ", cells[:code_idx[0]], args, "cold")
+            ours.wait_all(900)
+            cold_ms.append((ours.recs[rid]["end"] - ours.recs[rid]["sent"]) * 1000)
+            del ours.recs[rid]
             for ci in code_idx:
-                seq[0] += 1
-                idle_ttft.append(chat_once(chat, seq[0], args.chat_tokens))  # nobody typing
-                n_keys += type_cell(inline, cells[:ci], cells[ci]["source"], args,
-                                    f"{nb}#{ci}", busy_chat, typing_ttft, seq)
-                inline.wait_all(120)
-        elapsed = time.perf_counter() - t_start
-        time.sleep(0.5)
-        recs = list(inline.recs.values())
+                order = kinds if turn % 2 == 0 else kinds[::-1]
+                turn += 1
+                for kind in order:
+                    t0 = time.perf_counter()
+                    seq[0] += 1
+                    idle[kind].append(chat_once(chat, seq[0], args.chat_tokens))  # no typing
+                    keys[kind] += type_cell(clients[kind], cells[:ci], cells[ci]["source"],
+                                            args, f"{nb}#{ci}", busy_chat, typing[kind], seq)
+                    clients[kind].wait_all(300)
+                    time.sleep(0.5)
+                    seconds[kind] += time.perf_counter() - t0
+        rows = []
+        for kind in kinds:
+            recs = list(clients[kind].recs.values())
+            name = label if kind == "ours" else f"{label}, naive peer"
+            out = summarize(name, recs, idle[kind], typing[kind], keys[kind], seconds[kind])
+            out["client"] = kind
+            out["cold_notebook_ms"] = cold_ms
+            out["raw"] = [{"label": r["label"], "stopped": r["stopped"],
+                           "first_ms": None if r["first"] is None
+                           else (r["first"] - r["sent"]) * 1000,
+                           "end_ms": None if r["end"] is None else (r["end"] - r["sent"]) * 1000,
+                           "frame": r["frame"]} for r in recs]
+            rows.append(out)
     finally:
         proc.terminate()
         proc.wait(30)
-    out = summarize(label, recs, idle_ttft, typing_ttft, n_keys, elapsed)
-    out["raw"] = [{"label": r["label"], "stopped": r["stopped"],
-                   "first_ms": None if r["first"] is None else (r["first"] - r["sent"]) * 1000,
-                   "end_ms": None if r["end"] is None else (r["end"] - r["sent"]) * 1000,
-                   "frame": r["frame"]} for r in recs]
-    return out
+    return rows
 
 
 def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing: list[float],
               n_keys: int, elapsed: float) -> dict[str, Any]:
     frames = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "done"]
+    naive = [r for r in recs if r["frame"] and r["frame"].get("usage") is None]
     errors = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "error"]
     first = [(r["first"] - r["sent"]) * 1000 for r in recs if r["first"] is not None]
     complete = [(r["end"] - r["sent"]) * 1000 for r in recs
@@ -299,11 +384,19 @@ def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing:
     cancelled = [f for f in frames if f["dropped"] == "cancelled"]
     free = [f["timing"]["free_ms"] for f in cancelled if f["timing"].get("free_ms") is not None]
     ran = [f for f in frames if f.get("usage")]
+    stale = len([r for r in naive if r["stopped"]])  # naive: answers the client threw away
     prompt_tokens = sum(f["usage"]["prompt_tokens"] for f in ran)
     reused = [f["usage"]["reused_tokens"] for f in ran if f["usage"]["reused_tokens"] is not None]
     finished = [f for f in frames if f["dropped"] not in ("cancelled", "busy", "preempted")]
     shown = [f for f in finished if f["text"]]
     syntax = [f for f in finished if f["dropped"] == "syntax"]
+    if naive:  # no filter on the server: check what the client would have shown
+        from minicpm.completion import CompletionRequest, suggestion_parses
+
+        done = [r for r in naive if not r["stopped"] and r["frame"]["text"]]
+        bad = [r for r in done
+               if not suggestion_parses(CompletionRequest(r["prefix"]), r["frame"]["text"])]
+        shown, syntax = [r for r in done if r not in bad], bad
     return {
         "model": label, "keystrokes": n_keys, "seconds": round(elapsed, 1),
         "requests": len(recs), "errors": len(errors),
@@ -313,7 +406,7 @@ def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing:
         "one_line_ms": {"p50": pct(complete, 50), "p95": pct(complete, 95), "n": len(complete)},
         "prompt_tokens": prompt_tokens,
         "reused_share": (sum(reused) / prompt_tokens) if reused and prompt_tokens else None,
-        "cancelled": len(cancelled),
+        "cancelled": len(cancelled) or stale,
         "free_ms": {"p50": pct(free, 50), "p95": pct(free, 95), "max": max(free, default=None)},
         "busy": sum(f["dropped"] == "busy" for f in frames),
         "preempted": sum(f["dropped"] == "preempted" for f in frames),
@@ -368,6 +461,9 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--chat-every-s", type=float, default=8.0)
     ap.add_argument("--chat-tokens", type=int, default=4)
+    ap.add_argument("--peer", action="store_true",
+                    help="also type every cell with the naive client (interleaved)")
+    ap.add_argument("--naive-chars", type=int, default=3500)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=2048)
     ap.add_argument("--json", default=str(HERE / "results" / "completion.json"))
@@ -384,7 +480,7 @@ def main() -> None:
     rows = []
     for model, label in models:
         print(f"== {label}", file=sys.stderr)
-        rows.append(run_model(model, label, args))
+        rows.extend(run_model(model, label, args, args.peer))
     print_table(rows)
     out = {"args": vars(args), "results": rows}
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
