@@ -49,6 +49,22 @@ async function waitAnswer(panel, timeout = 90000) {
   return answer;
 }
 
+/**
+ * The answer streams in, then Stop: on a busy machine the stand-in can take minutes for a whole
+ * answer, and what these tests check is the request they sent.
+ */
+async function answerStarts(panel) {
+  const answer = lastAnswer(panel);
+  await expect(answer.locator('.jp-MiniCPM-body')).not.toBeEmpty({ timeout: 90000 });
+  const stop = panel.getByTestId('minicpm-stop');
+  if (await stop.isEnabled()) {
+    await stop.click();
+  }
+  await expect(answer).not.toHaveAttribute('aria-busy', 'true', { timeout: 30000 });
+  await expect(answer.getByTestId('minicpm-usage')).toContainText('tokens');
+  return answer;
+}
+
 async function openNotebook(page, tmpPath, name) {
   await page.contents.uploadFile(path.join(NOTEBOOKS, name), `${tmpPath}/${name}`);
   await page.filebrowser.openDirectory(tmpPath);
@@ -106,7 +122,7 @@ test('"Fix error" on a failing cell sends its traceback and gets an answer', asy
   await panel.getByTestId('minicpm-send').click();
   const user = panel.locator('[data-testid="minicpm-message"][data-role="user"]').last();
   await expect(user.locator('.jp-MiniCPM-used')).toContainText('error');
-  await waitAnswer(panel);
+  await answerStarts(panel);
   await page.screenshot({ path: `${SHOTS}/06-fix-error-answer.png` });
 
   const chat = rec.sent.find(f => f.type === 'chat');
@@ -132,8 +148,10 @@ test('"Explain image" on a matplotlib output sends the image', async ({ page, tm
   // the code that drew the figure goes with it
   await expect(panel.locator('[data-testid="minicpm-chip"][data-kind="cell"]')).toHaveCount(1);
   await expect(panel.locator('[data-testid="minicpm-chip"][data-kind="image"]')).toHaveCount(1);
+  // said before sending: the stand-in cannot see pixels
+  await expect(panel.getByTestId('minicpm-vision-note')).toContainText('cannot see images');
   await panel.getByTestId('minicpm-send').click();
-  await waitAnswer(panel);
+  await answerStarts(panel);
   await page.screenshot({ path: `${SHOTS}/08-explain-image-answer.png` });
   const chat = rec.sent.find(f => f.type === 'chat');
   const image = chat.context.find(p => p.kind === 'image');
