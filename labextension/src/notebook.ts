@@ -150,6 +150,15 @@ export class NotebookBridge {
     return index >= 0 && index < nb.widgets.length ? { cell: nb.widgets[index], index } : null;
   }
 
+  /** Where replaceCell(…, cellId) would write: "cell #2", or null without a notebook. */
+  replaceTarget(cellId?: string): string | null {
+    if (!this.panel) {
+      return null;
+    }
+    const found = this.findCell(cellId) || this.findCell();
+    return found ? `cell #${found.index + 1}` : null;
+  }
+
   /**
    * Replace the source of the cell `cellId` (the cell an answer was about), else of the active
    * cell; returns what Undo needs.

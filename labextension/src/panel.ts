@@ -6,6 +6,7 @@ import { PanelLayout, Widget } from '@lumino/widgets';
 import { Clipboard, Notification } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { MiniCPMClient } from './api';
+import { PROMPTS } from './context';
 import { NotebookBridge } from './notebook';
 import type { IContextPart, IStatus } from './protocol';
 import { ContextBar } from './sidebar/contextbar';
@@ -56,6 +57,7 @@ export class ChatPanel extends Widget {
       },
       insertBelow: code => this.notebooks.insertBelow(code),
       replace: (code, index) => this.replaceCell(code, index),
+      replaceTarget: index => this.notebooks.replaceTarget(this.cellIdOf(index)),
       insertAndRun: code => this.notebooks.insertAndRun(code),
       continue: () => void this.send('Continue.')
     });
@@ -179,9 +181,13 @@ export class ChatPanel extends Widget {
       await this.send(prompt);
       return;
     }
-    this.input.value = prompt;
+    // keep what the user was typing; replace only an empty input or an earlier action's prompt
+    const typed = this.input.value.trim();
     this.input.focus();
-    this.input.select();
+    if (!typed || Object.values(PROMPTS).includes(typed)) {
+      this.input.value = prompt;
+      this.input.select(); // one keystroke replaces it with the user's own question
+    }
   }
 
   // --- conversation ------------------------------------------------------------------------
@@ -233,14 +239,17 @@ export class ChatPanel extends Widget {
     this.session.stop();
   }
 
+  /** The notebook cell the question before answer `index` was about (its first cell chip). */
+  private cellIdOf(index: number): string | undefined {
+    return this.session.questionOf(index)?.context?.find(p => p.cellId)?.cellId;
+  }
+
   /**
    * Replace the cell the answer was about (else the active one); Undo is offered under the code
    * block and in a notification.
    */
   private replaceCell(code: string, index: number): IUndoable {
-    const question = this.session.questionOf(index);
-    const cellId = question?.context?.find(p => p.cellId)?.cellId;
-    const done = this.notebooks.replaceCell(code, cellId);
+    const done = this.notebooks.replaceCell(code, this.cellIdOf(index));
     let undone = false;
     const undo = () => {
       if (!undone) {

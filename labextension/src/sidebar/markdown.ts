@@ -27,6 +27,8 @@ export interface ICodeActions {
   copy(code: string): void;
   insertBelow(code: string): void | Promise<void>;
   replace(code: string, index: number): IUndoable | void;
+  /** which cell Replace would change, for its tooltip ("cell #2"), null when none */
+  replaceTarget(index: number): string | null;
   insertAndRun(code: string): void | Promise<void>;
 }
 
@@ -151,6 +153,14 @@ export class AnswerBody {
         }
       });
       act('Insert code below and run it', 'minicpm-insert-run', runIcon, () => actions.insertAndRun(code));
+      // the tooltip names the cell Replace will change, looked up when the pointer gets there
+      const replace = bar.querySelector<HTMLElement>('[data-testid="minicpm-replace"]');
+      const name = () => {
+        const target = actions.replaceTarget(index);
+        replace?.setAttribute('title', target ? `Replace ${target} (the cell this answer is about) with this code` : 'Open a notebook to replace a cell');
+      };
+      replace?.addEventListener('mouseenter', name);
+      replace?.addEventListener('focus', name);
       if (block.lang) {
         bar.prepend(el('span', { class: 'jp-MiniCPM-codeLang' }, block.lang));
       }

@@ -219,6 +219,9 @@ test('Replace cell targets the cell the answer was about, and Undo puts it back'
   const panel = await openPanel(page);
   await openSavedChat(panel, 'Replace target');
   await page.notebook.selectCells(1); // the active cell is NOT the one the answer was about
+  // its tooltip names the cell it will change
+  await panel.getByTestId('minicpm-replace').hover();
+  await expect(panel.getByTestId('minicpm-replace')).toHaveAttribute('title', /Replace cell #1 /);
   await panel.getByTestId('minicpm-replace').click();
   await expect.poll(() => page.notebook.getCellTextInput(0)).toBe('x = 42');
   expect(await page.notebook.getCellTextInput(1)).toBe('y = 2');
