@@ -32,7 +32,9 @@ step "python -m build (sdist, then the wheel from the sdist)"
 "$WORK/tools/bin/pip" install -q build
 "$WORK/tools/bin/python" -m build --outdir "$WORK/dist" "$WORK/src" > "$WORK/build.log" 2>&1 \
   || { tail -40 "$WORK/build.log"; fail "python -m build"; }
-ls "$WORK"/dist/*.tar.gz >/dev/null || fail "no sdist"
+SDIST=$(ls "$WORK"/dist/*.tar.gz) || fail "no sdist"
+tar -tzf "$SDIST" | grep -q "extension/minicpm_server/labextension/package.json" \
+  || fail "the sdist lacks the prebuilt labextension"
 WHEEL=$(ls "$WORK"/dist/*.whl) || fail "no wheel"
 python3 - "$WHEEL" <<'PY' || fail "the wheel lacks the prebuilt labextension"
 import sys, zipfile
