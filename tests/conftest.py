@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+# Triton picks its interpreter when it is first imported, and torch imports triton on its own
+# (lazily, e.g. while loading a model) whenever it is installed. Without a GPU, Triton can only
+# run through the interpreter: choose it here, before anything imports triton, so that
+# tests/torch/test_triton_interpreter.py can run the kernels in any test order.
+if not glob.glob("/dev/nvidia[0-9]*"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @dataclass

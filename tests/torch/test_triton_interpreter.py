@@ -1,4 +1,5 @@
-"""Every Triton kernel run on CPU by Triton's interpreter (TRITON_INTERPRET=1), against its torch
+"""Every Triton kernel run on CPU by Triton's interpreter (TRITON_INTERPRET=1, set by
+tests/conftest.py on machines without a GPU), against its torch
 twin and a float64 formula, at MiniCPM-2B / -1B shapes, an lm_head slice and odd sizes, in
 fp32, bf16 and fp16, with guard zones around every output (nothing written out of bounds).
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -30,22 +30,22 @@ EPS32 = 2.0 ** -23
 
 @pytest.fixture(scope="module")
 def tk():
-    """minicpm/torch/triton_kernels.py imported afresh with TRITON_INTERPRET=1 (triton.jit picks
-    the interpreter when the kernels are decorated), whatever the rest of the session uses. The
-    variable stays set while this module runs: Triton reads it again at launch."""
+    """minicpm/torch/triton_kernels.py under Triton's interpreter. tests/conftest.py sets
+    TRITON_INTERPRET=1 on machines without a GPU before anything imports triton (torch imports
+    it by itself): the interpreter is chosen at import, once per process."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: `pytest -m gpu tests/torch` runs the compiled kernels")
+    import triton
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if not isinstance(triton.language.standard.sum, InterpretedFunction):
+        raise RuntimeError("triton was imported without TRITON_INTERPRET=1 (tests/conftest.py "
+                           "sets it; something imported triton before it ran)")
     path = Path(mt.__file__).with_name("triton_kernels.py")
-    old = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        spec = importlib.util.spec_from_file_location("_minicpm_triton_interpreted", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)  # type: ignore[union-attr]
-        yield mod
-    finally:
-        if old is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = old
+    spec = importlib.util.spec_from_file_location("_minicpm_triton_interpreted", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
 
 
 # --- helpers ------------------------------------------------------------------------------------

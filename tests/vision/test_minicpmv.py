@@ -205,22 +205,14 @@ def test_int8_language_model(backend, tiny_v):
 def test_placeholders_with_a_sentencepiece_tokenizer(tmp_path):
     """MiniCPM-V 2.0 ships tokenizer.model with the image markers as user-defined pieces:
     the prompt is encoded in runs between <unk>s and the markers stay single tokens."""
-    import json
-
-    spm = pytest.importorskip("sentencepiece")
+    from minicpm.testing.spm import write_sentencepiece
     from minicpm.torch.tokenizer import Tokenizer
     from minicpm.vision import slicing
     from minicpm.vision.model import special_ids, tokenize_with_images
 
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("\n".join(["what is in this picture", "the plot shows a line"] * 50))
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(tmp_path / "tokenizer"), vocab_size=320,
-        model_type="bpe", byte_fallback=True, hard_vocab_limit=False, minloglevel=2,
-        user_defined_symbols=["<用户>", "<AI>", "<image>", "</image>", "<slice>", "</slice>"],
-        bos_id=1, eos_id=2, unk_id=0)
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
-        {"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True}))
+    write_sentencepiece(tmp_path, 320, user_defined=["<用户>", "<AI>", "<image>", "</image>",
+                                                     "<slice>", "</slice>"],
+                        words="what is in this picture the plot shows a line".split())
     tok = Tokenizer(tmp_path)
     ids_of = special_ids(tok, tmp_path)
     lay = slicing.layout((1000, 600))
