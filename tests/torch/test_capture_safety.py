@@ -49,3 +49,22 @@ def test_guard_catches_what_a_capture_forbids() -> None:
     with CaptureGuard() as ok:  # device-only maths is fine
         torch.where(x > 1, x * 2.0, 10000.0) ** torch.arange(4.0)
     assert ok.violations == []
+
+
+def test_guard_catches_the_rope_bug_it_found(tiny_hf, monkeypatch) -> None:
+    """The rope_inv_freq this test found (before the fix) put back: the decode step is flagged."""
+    from minicpm.torch import model as model_mod
+
+    def old_rope_inv_freq(cfg, seq_len, device):
+        d = cfg.head_dim
+        exponents = torch.arange(0, d, 2, device=device, dtype=torch.float32) / d
+        base = torch.tensor(cfg.rope_theta, device=device, dtype=torch.float32)
+        return 1.0 / base ** exponents
+
+    model, _ = load_model(tiny_hf("gqa").path, dtype="bfloat16")
+    Generator(model, 32, cuda_graph=False)
+    monkeypatch.setattr(model_mod, "rope_inv_freq", old_rope_inv_freq)
+    step = DecodeStep(model)
+    with torch.inference_mode(), CaptureGuard() as guard:
+        step.run()
+    assert any(v.startswith("tensor: tensor from host data") for v in guard.violations)
