@@ -118,13 +118,18 @@ describe('ChatSession', () => {
     expect(s.chatId).toBe('c1');
     expect(s.title).toBe('Old');
     expect(s.messages.map(m => m.content)).toEqual(['q', 'a']);
+    // a malformed saved file does not break the chat
+    client.chats.bad = { id: 'bad', title: '', messages: [{ role: 'assistant', content: 42 } as any, null as any] };
+    await s.open('bad');
+    expect(s.messages).toEqual([{ role: 'assistant', content: '42' }]);
+    await s.open('c1');
     await expect(s.open('nope')).rejects.toThrow('not found');
     expect(s.chatId).toBe('c1'); // a failed open keeps the chat
     s.reset();
     await tick();
     expect(s.chatId).not.toBe('c1');
     expect(s.messages).toEqual([]);
-    expect(changes.filter(c => c.type === 'reset').length).toBe(2);
+    expect(changes.filter(c => c.type === 'reset').length).toBe(4); // c1, bad, c1, New chat
   });
 
   it('finds the question an answer replies to', async () => {

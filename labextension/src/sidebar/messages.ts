@@ -111,7 +111,7 @@ export class MessageView extends Widget {
     const head = el('div', { class: 'jp-MiniCPM-who' });
     const who = el('span', { class: 'jp-MiniCPM-name' }, msg.role === 'user' ? 'You' : msg.model || 'Assistant');
     head.append(who);
-    if (msg.time) {
+    if (typeof msg.time === 'number' && Number.isFinite(msg.time)) {
       const t = el('time', { class: 'jp-MiniCPM-time', 'data-testid': 'minicpm-time', datetime: new Date(msg.time).toISOString() }, timeLabel(msg.time));
       head.append(t);
     }

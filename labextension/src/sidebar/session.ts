@@ -82,7 +82,10 @@ export class ChatSession {
     this.stop();
     this.chatId = chat.id;
     this.title = chat.title || '';
-    this.messages = (chat.messages || []).filter(m => m.role === 'user' || m.role === 'assistant');
+    // a saved file is data too: only user/assistant turns, content as text
+    this.messages = (Array.isArray(chat.messages) ? chat.messages : [])
+      .filter(m => m && (m.role === 'user' || m.role === 'assistant'))
+      .map(m => ({ ...m, content: typeof m.content === 'string' ? m.content : String(m.content ?? '') }));
     this.emit({ type: 'reset' });
   }
 
