@@ -33,7 +33,8 @@ step "python -m build (sdist, then the wheel from the sdist)"
 "$WORK/tools/bin/python" -m build --outdir "$WORK/dist" "$WORK/src" > "$WORK/build.log" 2>&1 \
   || { tail -40 "$WORK/build.log"; fail "python -m build"; }
 SDIST=$(ls "$WORK"/dist/*.tar.gz) || fail "no sdist"
-tar -tzf "$SDIST" | grep -q "extension/minicpm_server/labextension/package.json" \
+tar -tzf "$SDIST" > "$WORK/sdist.txt"  # (not piped into grep -q: pipefail + SIGPIPE)
+grep -q "extension/minicpm_server/labextension/package.json" "$WORK/sdist.txt" \
   || fail "the sdist lacks the prebuilt labextension"
 WHEEL=$(ls "$WORK"/dist/*.whl) || fail "no wheel"
 python3 - "$WHEEL" <<'PY' || fail "the wheel lacks the prebuilt labextension"
