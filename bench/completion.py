@@ -237,26 +237,48 @@ class Naive:
             time.sleep(0.02)
 
 
-def chat_once(ws: Any, i: int, max_tokens: int) -> float:
-    """Seconds to the first delta of a fresh sidebar-like question."""
-    topic = TOPICS[i % len(TOPICS)]
-    msgs = [{"role": "user", "content": f"Question {i}: explain {topic} in one sentence."}]
-    rid = f"chat{i}"
-    t0 = time.perf_counter()
-    ws.send(json.dumps({"type": "chat", "id": rid, "messages": msgs,
-                        "sampling": {"max_tokens": max_tokens, "temperature": 0,
-                                     "ignore_eos": True}}))
-    first = None
-    while True:
-        f = json.loads(ws.recv())
-        if f.get("id") != rid:
-            continue
-        if f["type"] == "delta" and first is None:
-            first = time.perf_counter() - t0
-        if f["type"] in ("done", "error"):
-            if f["type"] == "error":
-                raise RuntimeError(f)
-            return first if first is not None else time.perf_counter() - t0
+class Chat:
+    """A sidebar chat socket with its own reader thread (which also answers the server's
+    pings: an unread socket is closed after 30 s)."""
+
+    def __init__(self, url: str):
+        self.ws = connect(url, "/minicpm/chat")
+        self.waiting: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                f = json.loads(self.ws.recv())
+            except Exception:  # closed
+                return
+            now = time.perf_counter()
+            with self.lock:
+                w = self.waiting.get(str(f.get("id")))
+            if w is None:
+                continue
+            if f["type"] == "delta" and w["first"] is None:
+                w["first"] = now
+            if f["type"] in ("done", "error"):
+                w["frame"] = f
+                w["event"].set()
+
+    def ask(self, i: int, max_tokens: int) -> float:
+        """Seconds to the first delta of a fresh sidebar-like question."""
+        topic = TOPICS[i % len(TOPICS)]
+        msgs = [{"role": "user", "content": f"Question {i}: explain {topic} in one sentence."}]
+        rid = f"chat{i}"
+        w = {"first": None, "frame": None, "event": threading.Event()}
+        with self.lock:
+            self.waiting[rid] = w
+        t0 = time.perf_counter()
+        self.ws.send(json.dumps({"type": "chat", "id": rid, "messages": msgs,
+                                 "sampling": {"max_tokens": max_tokens, "temperature": 0,
+                                              "ignore_eos": True}}))
+        if not w["event"].wait(900) or w["frame"]["type"] == "error":
+            raise RuntimeError(f"chat {rid} failed: {w['frame']}")
+        return (w["first"] or time.perf_counter()) - t0
 
 
 # --- replay ------------------------------------------------------------------------------------
@@ -295,7 +317,7 @@ def type_cell(inline: Inline, before: list[dict[str, str]], code: str, args: Any
             chat_seq[0] += 1
             n = chat_seq[0]
             threading.Thread(target=lambda n=n: chat_times.append(
-                chat_once(chat, n, args.chat_tokens)), daemon=True).start()
+                chat.ask(n, args.chat_tokens)), daemon=True).start()
             next_chat = time.perf_counter() + args.chat_every_s
     return len(keys)
 
@@ -316,8 +338,8 @@ def run_model(model: str, label: str, args: Any, peer: bool) -> list[dict[str, A
         clients: dict[str, Any] = {"ours": Inline(url)}
         if peer:
             clients["naive"] = Naive(url)
-        chat = connect(url, "/minicpm/chat")
-        busy_chat = connect(url, "/minicpm/chat")
+        chat = Chat(url)
+        busy_chat = Chat(url)
         idle = {k: [] for k in kinds}
         typing = {k: [] for k in kinds}
         keys = dict.fromkeys(kinds, 0)
@@ -325,7 +347,7 @@ def run_model(model: str, label: str, args: Any, peer: bool) -> list[dict[str, A
         seq = [0]
         warm = read_cells(HERE / "notebooks" / NOTEBOOKS[0])
         clients["ours"].send("import ", warm[:2], args, "warm-up")  # page the model in
-        chat_once(chat, 999, 2)
+        chat.ask(999, 2)
         clients["ours"].wait_all(600)
         clients["ours"].recs.clear()
         turn = 0
@@ -345,7 +367,7 @@ def run_model(model: str, label: str, args: Any, peer: bool) -> list[dict[str, A
                 for kind in order:
                     t0 = time.perf_counter()
                     seq[0] += 1
-                    idle[kind].append(chat_once(chat, seq[0], args.chat_tokens))  # no typing
+                    idle[kind].append(chat.ask(seq[0], args.chat_tokens))  # nobody typing
                     keys[kind] += type_cell(clients[kind], cells[:ci], cells[ci]["source"],
                                             args, f"{nb}#{ci}", busy_chat, typing[kind], seq)
                     clients[kind].wait_all(300)
@@ -420,6 +442,61 @@ def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing:
     }
 
 
+def engine_only(model: str, label: str, args: Any) -> dict[str, Any]:
+    """In-process, no server, no timing gaps: for each notebook, the cold prefill of its
+    context once, then one request per keystroke of its last code cell (first ``--keys``
+    keystrokes) timed to the first generated token (max_tokens=1), and every 8th keystroke a
+    whole one-line suggestion. Isolates the engine + prompt cache from typing and the network."""
+    import minicpm
+    from minicpm import completion
+
+    engine = minicpm.load(model, n_ctx=args.n_ctx, n_threads=args.threads)
+    counter = completion.TokenCounter(engine.count_tokens)
+    cold, warm, line, reused, prompt_tokens = [], [], [], 0, 0
+
+    def once(req: Any, max_tokens: int) -> tuple[float, float, int, int]:
+        before = engine.stats().get("prompt_cache", {}).get("tokens_reused", 0)
+        t0 = time.perf_counter()
+        prompt, sugg, gen = completion.complete(engine, req, max_tokens=max_tokens,
+                                                counter=counter)
+        t1 = time.perf_counter()  # the prompt is built and counted
+        for delta in gen:
+            if sugg.feed(delta):
+                break
+        gen.close()
+        end = time.perf_counter()
+        ttft = gen.usage.time_to_first_token  # prefill + the first token, shown or not
+        first_s = (t1 - t0) + ttft if ttft is not None else end - t0
+        after = engine.stats().get("prompt_cache", {}).get("tokens_reused", 0)
+        return first_s, end - t0, after - before, gen.usage.prompt_tokens
+
+    try:
+        for nb in NOTEBOOKS:
+            cells = read_cells(HERE / "notebooks" / nb)
+            ci = [i for i, c in enumerate(cells) if c["kind"] == "code"][-1]
+            before = [completion.Cell(c["kind"], c["source"]) for c in cells[:ci]]
+            keys = [k for k, _ in keystrokes(cells[ci]["source"])
+                    if jupyterlab_would_fire(k)][: args.keys]
+            f, t, r, n = once(completion.CompletionRequest("import ", before), 1)
+            cold.append(t * 1000)
+            for j, text in enumerate(keys):
+                req = completion.CompletionRequest(text, before, mode="line")
+                f, t, r, n = once(req, 1)
+                warm.append(f * 1000)
+                reused, prompt_tokens = reused + r, prompt_tokens + n
+                if j % 8 == 7:
+                    f, t, r, n = once(req, args.max_tokens)
+                    line.append(t * 1000)
+                    reused, prompt_tokens = reused + r, prompt_tokens + n
+    finally:
+        engine.close()
+    return {"model": label, "mode": "engine only", "cold_prefill_ms": cold,
+            "first_token_ms": {"p50": pct(warm, 50), "p95": pct(warm, 95), "n": len(warm)},
+            "one_line_ms": {"p50": pct(line, 50), "p95": pct(line, 95), "n": len(line)},
+            "reused_share": reused / prompt_tokens if prompt_tokens else None,
+            "warm_over_cold": (pct(warm, 50) or 0) / statistics.median(cold) if cold else None}
+
+
 def fmt(v: Any, nd: int = 0) -> str:
     if v is None:
         return "–"
@@ -464,6 +541,9 @@ def main() -> None:
     ap.add_argument("--peer", action="store_true",
                     help="also type every cell with the naive client (interleaved)")
     ap.add_argument("--naive-chars", type=int, default=3500)
+    ap.add_argument("--engine-only", action="store_true",
+                    help="in-process keystroke replay, no server (see engine_only)")
+    ap.add_argument("--keys", type=int, default=40, help="keystrokes per notebook, engine only")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=2048)
     ap.add_argument("--json", default=str(HERE / "results" / "completion.json"))
@@ -480,8 +560,23 @@ def main() -> None:
     rows = []
     for model, label in models:
         print(f"== {label}", file=sys.stderr)
-        rows.extend(run_model(model, label, args, args.peer))
-    print_table(rows)
+        if args.engine_only:
+            rows.append(engine_only(model if model != "stand-in" else None, label, args))
+            print(json.dumps({k: v for k, v in rows[-1].items()}), file=sys.stderr)
+        else:
+            rows.extend(run_model(model, label, args, args.peer))
+    if not args.engine_only:
+        print_table(rows)
+    else:
+        print("| model | cold prefill of the notebook ms | first token per keystroke p50 / p95 "
+              "ms | one line p50 / p95 ms | prompt reused | warm / cold |")
+        print("| --- |" + " ---: |" * 5)
+        for r in rows:
+            print(f"| {r['model']} | {fmt(statistics.median(r['cold_prefill_ms']))} "
+                  f"| {fmt(r['first_token_ms']['p50'])} / {fmt(r['first_token_ms']['p95'])} "
+                  f"| {fmt(r['one_line_ms']['p50'])} / {fmt(r['one_line_ms']['p95'])} "
+                  f"| {fmt(100 * (r['reused_share'] or 0))} % "
+                  f"| {fmt(r['warm_over_cold'], 3)} |")
     out = {"args": vars(args), "results": rows}
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
