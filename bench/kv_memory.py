@@ -46,13 +46,13 @@ TEXT = (
     "to fit in the memory of a laptop, next to the browser and the data itself. That is why "
     "the size of every buffer matters: the weights, the cache of keys and values that lets the "
     "model remember the prompt, and the scratch space of each step.")
-CONFIGS = {
-    "raw llama-cpp-python (f16 KV)": ("raw", {}),
-    "ours kv_type=f16": ("ours", {"kv_type": "f16"}),
-    "ours kv_type=q8_0": ("ours", {"kv_type": "q8_0"}),
-    "ours kv_type=q4_0": ("ours", {"kv_type": "q4_0"}),
-    "ours defaults": ("ours", {}),
-    "ours low_memory=True": ("ours", {"low_memory": True}),
+CONFIGS = {  # --only picks by the short name
+    "raw": ("raw llama-cpp-python (f16 KV)", "raw", {}),
+    "f16": ("ours kv_type=f16", "ours", {"kv_type": "f16"}),
+    "q8_0": ("ours kv_type=q8_0", "ours", {"kv_type": "q8_0"}),
+    "q4_0": ("ours kv_type=q4_0", "ours", {"kv_type": "q4_0"}),
+    "defaults": ("ours defaults", "ours", {}),
+    "low_memory": ("ours low_memory=True", "ours", {"low_memory": True}),
 }
 
 
@@ -95,7 +95,8 @@ def rss(args: argparse.Namespace) -> dict[str, Any]:
     path = synthetic_gguf(args.synthetic)
     weights_mb = os.path.getsize(path) / 2**20
     rows = {}
-    for label, (kind, opts) in CONFIGS.items():
+    for key in args.only.split(","):
+        label, kind, opts = CONFIGS[key]
         cmd = [sys.executable, __file__, "rss-worker", "--kind", kind, "--path", path,
                "--opts", json.dumps(opts), "--prompt-tokens", str(args.prompt_tokens)]
         if args.threads:
@@ -194,6 +195,7 @@ def main() -> int:
     p.add_argument("--prompt-tokens", type=int, default=3000)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--tiny", action="store_true")
+    p.add_argument("--only", default=",".join(CONFIGS), help="rss: which settings, e.g. raw,defaults")
     p.add_argument("--kind"), p.add_argument("--path"), p.add_argument("--opts", default="{}")
     p.add_argument("--json", default=None)
     a = p.parse_args()

@@ -139,15 +139,28 @@ class SpecStats:
 
 class DraftLength:
     """Adaptive draft length: doubles after a fully accepted draft, halves after a rejected
-    first token, so text that stops copying the prompt costs little (a k=1 verify is close
-    to a plain decode step)."""
+    first token; a rejected one-token draft pauses drafting for a while (4, 8 … 64 tokens), so
+    text that does not copy the prompt (free-form chat) pays almost nothing for speculation."""
 
     def __init__(self, k_max: int = 8):
         self.k_max = max(1, k_max)
         self.k = min(4, self.k_max)
+        self.pause = 0  # tokens to decode plainly before drafting again
+        self._next_pause = 4
+
+    def ready(self) -> bool:
+        """May this step draft? (Counts down a pause.)"""
+        if self.pause > 0:
+            self.pause -= 1
+            return False
+        return True
 
     def update(self, n_draft: int, n_accepted: int) -> None:
         if n_accepted == n_draft:
             self.k = min(self.k_max, self.k * 2)
+            self._next_pause = 4
         elif n_accepted == 0:
+            if self.k == 1:
+                self.pause = self._next_pause
+                self._next_pause = min(64, self._next_pause * 2)
             self.k = max(1, self.k // 2)

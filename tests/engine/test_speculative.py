@@ -50,6 +50,13 @@ def test_draft_length_adapts() -> None:
     assert k.k == 2
     k.update(2, 1)  # partly accepted: unchanged
     assert k.k == 2
+    k.update(2, 0)
+    k.update(1, 0)  # a rejected single-token draft: no drafting for the next 4 tokens
+    assert [k.ready() for _ in range(5)] == [False] * 4 + [True]
+    k.update(1, 0)  # again: a longer pause
+    assert k.pause == 8
+    k.update(1, 1)
+    assert k.k == 2
 
 
 def test_greedy_verify_takes_the_target_argmax() -> None:
