@@ -34,6 +34,7 @@ AUTO_Q8_ABOVE_MB = 256
 # low_memory=True: q4_0 KV and smaller batches (smaller compute buffers) for 4 GB laptops.
 LOW_MEMORY = {"kv_type": "q4_0", "n_batch": 128}
 SPECULATIVE_MODES = ("auto", "on", "off")
+REPACKED_TYPES = {2, 12, 20}  # GGML_TYPE_Q4_0, Q4_K, IQ4_NL: repacked by ggml-cpu on x86
 # speculative="auto" turns prompt lookup on for model files of at least 1 GB (MiniCPM-2B Q4:
 # 1.5 GB). bench/speculative.py: on the 135M stand-in the median code-edit speedup was 1.16x
 # (< 1.2: off); on MiniCPM-2B shapes a 5-token verify costs 1.4x one decode step, which with
@@ -62,7 +63,8 @@ class LlamaCppBackend(Backend):
                  repair_mup: bool = True, verbose: bool = False, mmproj: str | None = None,
                  cache_mb: float | None = None, kv_type: str = "auto",
                  flash_attn: bool | None = None, low_memory: bool = False,
-                 speculative: str | bool = "auto", draft_max: int = 8, **ignored: Any):
+                 speculative: str | bool = "auto", draft_max: int = 8,
+                 use_mmap: bool | None = None, **ignored: Any):
         import llama_cpp
 
         if ignored:
@@ -94,11 +96,16 @@ class LlamaCppBackend(Backend):
         fa = bool(flash_attn) if flash_attn is not None else kv not in ("f16", "f32")
         if kv not in ("f16", "f32") and not fa:
             raise ValueError(f"kv_type={kv} needs flash_attn (llama.cpp quantizes V only with it)")
+        if use_mmap is None:
+            # llama.cpp's CPU backend repacks these types into its own buffers at load: with
+            # mmap the file's pages stay mapped and resident next to the copy (MiniCPM-2B Q4_0:
+            # 3.6 GB RSS after load instead of 2.3 GB). Without mmap it reads them once.
+            use_mmap = not any(t in REPACKED_TYPES for _, t in summary.tensors.values())
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(resolved.path), n_ctx=ctx, n_threads=threads,
                 n_threads_batch=threads, n_batch=min(n_batch, ctx), n_ubatch=min(n_batch, ctx),
-                use_mmap=True, verbose=verbose, kv_overrides=overrides or None,
+                use_mmap=use_mmap, verbose=verbose, kv_overrides=overrides or None,
                 flash_attn=fa, type_k=KV_TYPES[kv], type_v=KV_TYPES[kv])
         except (ValueError, RuntimeError, OSError) as e:
             raise ModelFileError(resolved.path, f"llama.cpp could not load it ({e})") from e
@@ -133,7 +140,8 @@ class LlamaCppBackend(Backend):
             extra={"n_threads": threads, "n_ctx_train": summary.context_length,
                    "mup_repaired": sorted(overrides), "file_size": summary.file_size,
                    "kv_type": kv, "flash_attn": fa, "n_batch": n_batch,
-                   "prompt_cache_mb": budget, "speculative": self.speculative},
+                   "prompt_cache_mb": budget, "speculative": self.speculative,
+                   "use_mmap": use_mmap},
         )
         # MiniCPM-V GGUFs come as a language model plus a vision projector (mmproj) beside it.
         # An mmproj given by name must work; one merely found beside the file (a downloads
