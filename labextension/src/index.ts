@@ -16,6 +16,7 @@ import { NotebookBridge } from './notebook';
 import { ChatPanel, IMiniCPMSettings } from './panel';
 import { PROMPTS, parseDataUrl } from './context';
 import type { IContextPart } from './protocol';
+import { DATAFRAME_PROMPT } from './sidebar/varcontext';
 
 const PLUGIN_ID = 'jupyter-minicpm:plugin';
 
@@ -27,6 +28,7 @@ export namespace CommandIDs {
   export const fixError = 'minicpm:fix-error';
   export const explainImage = 'minicpm:explain-image';
   export const attachCell = 'minicpm:attach-cell';
+  export const explainDataFrame = 'minicpm:explain-dataframe';
 }
 
 const chatIcon = new LabIcon({
@@ -89,7 +91,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     /** Attach `parts` and put `prompt` up for review (or send it: `sendActionsAtOnce`). */
-    const ask = async (parts: IContextPart[], prompt: string, what: string) => {
+    const ask = async (parts: IContextPart[], prompt: string, what: string, cellIndex?: number) => {
       if (!parts.length) {
         Notification.warning(`MiniCPM: ${what}`, { autoClose: 3000 });
         return;
@@ -98,7 +100,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (panel.busy && panel.settings.sendActionsAtOnce) {
         Notification.info('MiniCPM is still answering; stop it first.', { autoClose: 3000 });
       }
-      await panel.prepare(parts, prompt);
+      await panel.prepare(parts, prompt, cellIndex);
     };
 
     /** A cell index from a context-menu click, else the active cell. */
@@ -145,12 +147,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'MiniCPM: Explain cell',
       caption: 'Ask MiniCPM to explain the active cell',
       isEnabled: () => !!tracker.currentWidget,
-      execute: () =>
-        ask(
-          notebooks.cellContext(cellIndexFromEvent(), panel.settings.sendImagesByDefault),
+      execute: () => {
+        const index = cellIndexFromEvent();
+        return ask(
+          notebooks.cellContext(index, panel.settings.sendImagesByDefault),
           PROMPTS.explainCell,
-          'no cell to explain'
-        )
+          'no cell to explain',
+          index
+        );
+      }
     });
     app.commands.addCommand(CommandIDs.fixError, {
       label: 'MiniCPM: Fix error',
@@ -161,7 +166,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
         notebooks.errorContext(typeof args.cellIndex === 'number' ? args.cellIndex : cellIndexFromEvent()).length > 0,
       execute: args => {
         const index = typeof args.cellIndex === 'number' ? args.cellIndex : cellIndexFromEvent();
-        return ask(notebooks.errorContext(index), PROMPTS.fixError, 'this cell has no error output');
+        return ask(notebooks.errorContext(index), PROMPTS.fixError, 'this cell has no error output', index);
+      }
+    });
+    app.commands.addCommand(CommandIDs.explainDataFrame, {
+      label: 'MiniCPM: Explain this DataFrame',
+      caption: 'Send the DataFrame (columns, dtypes, first rows, from the kernel) to MiniCPM',
+      isEnabled: () => !!tracker.currentWidget,
+      execute: async () => {
+        const hit = app.contextMenuHitTest(n => n.matches('table.dataframe'));
+        const parts = await panel.variables.dataFrame(hit ? notebooks.indexOfNode(hit) : cellIndexFromEvent());
+        return ask(parts, DATAFRAME_PROMPT, 'no DataFrame output in this cell');
       }
     });
     app.commands.addCommand(CommandIDs.explainImage, {
@@ -189,6 +204,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.contextMenu.addItem({ command: CommandIDs.explainCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
     app.contextMenu.addItem({ command: CommandIDs.fixError, selector: '.jp-Notebook .jp-Cell', rank: 20 });
     app.contextMenu.addItem({ command: CommandIDs.attachCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
+    // pandas renders DataFrames as <table class="dataframe">
+    app.contextMenu.addItem({ command: CommandIDs.explainDataFrame, selector: '.jp-Notebook table.dataframe', rank: 0 });
     // lumino context-menu selectors take no commas: one item per image renderer
     for (const sel of IMAGE_SELECTOR.split(', ')) {
       app.contextMenu.addItem({ command: CommandIDs.explainImage, selector: `.jp-Notebook ${sel}`, rank: 0 });

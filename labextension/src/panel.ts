@@ -17,6 +17,7 @@ import type { IUndoable } from './sidebar/markdown';
 import { MessageView } from './sidebar/messages';
 import { ChatSession } from './sidebar/session';
 import { DEFAULT_SETTINGS, IMiniCPMSettings } from './sidebar/settings';
+import { VariablesController } from './sidebar/variablesctl';
 
 export { DEFAULT_SETTINGS, IMiniCPMSettings };
 
@@ -30,6 +31,8 @@ export class ChatPanel extends Widget {
   private messages: MessageView;
   private contextBar: ContextBar;
   private inputBox: InputBox;
+  /** kernel variables: @mentions, automatic variables, DataFrames (issue 12) */
+  readonly variables: VariablesController;
 
   constructor(
     private client: MiniCPMClient,
@@ -62,10 +65,14 @@ export class ChatPanel extends Widget {
       continue: () => void this.send('Continue.')
     });
     this.contextBar = new ContextBar(notebooks, () => this.settings.notebookTokenBudget, () => this.status);
+    this.variables = new VariablesController(notebooks, this.contextBar, () => this.status,
+      () => this.settings.autoVariables);
     this.inputBox = new InputBox({
       send: () => void this.send(),
       stop: () => this.stop(),
-      focused: () => this.refreshContext()
+      focused: () => this.refreshContext(),
+      variables: () => this.variables.variables(),
+      mentionsChanged: () => void this.variables.syncMentions(this.input.value)
     });
     this.session.changed.connect((_, change) => {
       if (change.type === 'phase') {
@@ -161,6 +168,7 @@ export class ChatPanel extends Widget {
 
   clearContext(): void {
     this.contextBar.clear();
+    this.variables.reset();
   }
 
   get context(): IContextPart[] {
@@ -175,8 +183,10 @@ export class ChatPanel extends Widget {
    * A one-click action (Explain cell, Fix error, Explain image): attach `parts` and put
    * `prompt` in the input for review, or send at once (setting `sendActionsAtOnce`).
    */
-  async prepare(parts: IContextPart[], prompt: string): Promise<void> {
-    this.attach(parts);
+  async prepare(parts: IContextPart[], prompt: string, cellIndex?: number): Promise<void> {
+    // Explain cell / Fix error: the variables the cell reads and the cells defining them too
+    const auto = cellIndex === undefined ? [] : await this.variables.automatic(cellIndex, parts);
+    this.attach([...parts, ...auto]);
     if (this.settings.sendActionsAtOnce && !this.busy) {
       await this.send(prompt);
       return;
@@ -219,6 +229,7 @@ export class ChatPanel extends Widget {
       return;
     }
     const text = (question ?? this.input.value).trim();
+    await this.variables.syncMentions(text); // @names typed just before Enter
     const context = this.contextBar.parts();
     if (!text && !context.length) {
       this.input.focus();
@@ -227,7 +238,7 @@ export class ChatPanel extends Widget {
     if (question === undefined) {
       this.inputBox.take();
     }
-    this.contextBar.clear();
+    this.clearContext();
     await this.session.send(text || 'Explain this.', context, {
       temperature: this.settings.temperature,
       max_tokens: this.settings.maxTokens

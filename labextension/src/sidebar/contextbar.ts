@@ -16,7 +16,9 @@ import {
 } from '@jupyterlab/ui-components';
 import { Notification } from '@jupyterlab/apputils';
 import type { IContextPart, IStatus } from '../protocol';
-import { totalTokens } from '../context';
+import { partTokens, totalTokens } from '../context';
+import { formatTokens } from '../variables';
+import { contextLimit } from './varcontext';
 import type { INotebookContext } from '../notebookContext';
 import type { NotebookBridge } from '../notebook';
 import { button, el } from './dom';
@@ -41,6 +43,8 @@ export class ContextBar extends Widget {
   private notebookCtx: INotebookContext | null = null;
   private chipList: HTMLElement;
   private budgetText: HTMLElement;
+  /** a quiet line about kernel variables ("the kernel is busy"), '' for none */
+  private varNote = '';
   readonly notebookToggle: HTMLInputElement;
   readonly imagesToggle: HTMLInputElement;
 
@@ -103,6 +107,20 @@ export class ContextBar extends Widget {
     this.refresh();
   }
 
+  /** Say why variables could not be read (quietly, under the chips); '' clears it. */
+  setVariablesNote(note: string): void {
+    if (note !== this.varNote) {
+      this.varNote = note;
+      this.refresh();
+    }
+  }
+
+  /** Remove the chips `drop` selects. */
+  remove(drop: (p: IContextPart) => boolean): void {
+    this.chips = this.chips.filter(p => !drop(p));
+    this.refresh();
+  }
+
   clear(): void {
     this.chips = [];
     this.refresh();
@@ -128,6 +146,11 @@ export class ContextBar extends Widget {
       title: p.kind === 'image' ? label : (p.text || '').slice(0, 400)
     });
     c.append(kindIcon(p.kind), el('span', { class: 'jp-MiniCPM-chipLabel' }, label));
+    if (p.kind === 'text') {
+      // variables and other text parts: what each costs (the budget line has the total)
+      c.append(el('span', { class: 'jp-MiniCPM-chipNote', 'data-testid': 'minicpm-chip-tokens' },
+        `${formatTokens(partTokens(p))} tokens`));
+    }
     if (p.truncated) {
       c.append(el('span', { class: 'jp-MiniCPM-chipNote' }, 'truncated'));
     }
@@ -167,6 +190,9 @@ export class ContextBar extends Widget {
     }
     const tokens = totalTokens(this.chips) + (this.notebookCtx?.tokens || 0);
     let line = tokens ? `Context ≈ ${tokens} tokens` : '';
+    if (tokens && this.chips.some(p => p.kind === 'text')) {
+      line += ` of ${contextLimit(this.status())} (half the window)`;
+    }
     if (this.notebookToggle.checked) {
       const n = this.notebookCtx;
       if (!n) {
@@ -185,6 +211,11 @@ export class ContextBar extends Widget {
       this.budgetText.append(
         el('div', { class: 'jp-MiniCPM-visionNote', role: 'note', 'data-testid': 'minicpm-vision-note' },
           `${model.label || model.model} cannot see images: it gets the code and labels, not the pixels.`)
+      );
+    }
+    if (this.varNote) {
+      this.budgetText.append(
+        el('div', { class: 'jp-MiniCPM-varNote', role: 'note', 'data-testid': 'minicpm-vars-note' }, this.varNote)
       );
     }
     this.budgetText.hidden = !this.budgetText.textContent;

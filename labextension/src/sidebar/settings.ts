@@ -8,6 +8,8 @@ export interface IMiniCPMSettings {
   notebookTokenBudget: number;
   /** one-click actions (Explain cell, Fix error, Explain image) send at once (else: review) */
   sendActionsAtOnce: boolean;
+  /** Explain cell / Fix error add the variables the cell reads and the cells defining them */
+  autoVariables: boolean;
 }
 
 export const DEFAULT_SETTINGS: IMiniCPMSettings = {
@@ -17,5 +19,6 @@ export const DEFAULT_SETTINGS: IMiniCPMSettings = {
   sendNotebookByDefault: false,
   sendImagesByDefault: true,
   notebookTokenBudget: 3000,
-  sendActionsAtOnce: false
+  sendActionsAtOnce: false,
+  autoVariables: true
 };

@@ -5,7 +5,8 @@ frontend rendered model output as HTML. Each payload would set `window.__minicpm
 
     python fake_openai.py --port 8898
 
-GET /log lists every request path it saw (the test checks no /leak); GET /health answers ok.
+GET /log lists every request path it saw (the test checks no /leak) and the JSON bodies POSTed
+(variables.spec.js reads the prompt); GET /health answers ok.
 Standard library only: it runs before anything else in the test set-up."""
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ HOSTILE-ANSWER ends.
 
 class Handler(BaseHTTPRequestHandler):
     log: list[str] = []
+    bodies: list[object] = []  # the JSON bodies POSTed (variables.spec.js reads the prompt)
     lock = threading.Lock()
 
     def log_message(self, *args: object) -> None:  # quiet
@@ -75,7 +77,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self.path == "/log":  # not recorded: the test's own look
             with self.lock:
-                self._json({"requests": list(Handler.log)})
+                self._json({"requests": list(Handler.log), "bodies": list(Handler.bodies)})
             return
         self._record()
         if self.path == "/health":
@@ -92,6 +94,8 @@ class Handler(BaseHTTPRequestHandler):
             req = json.loads(self.rfile.read(n) or b"{}")
         except ValueError:
             req = {}
+        with self.lock:
+            Handler.bodies.append(req)
         chat = self.path.endswith("/chat/completions")
         if not (chat or self.path.endswith("/completions")):
             self._json({"error": "not found"}, 404)

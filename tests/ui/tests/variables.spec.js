@@ -1,0 +1,96 @@
+/**
+ * Kernel variables as context (issue 12), against the second jupyter server whose remote backend
+ * is servers/fake_openai.py (it keeps every request body: what the model was asked). A notebook
+ * with a pandas DataFrame `df` runs; `@d` in the sidebar completes to `@df` from the kernel's
+ * variables, the `@df` chip shows its token count, and the prompt the model received holds the
+ * DataFrame's column names. The kernel's execution count is unchanged by the silent requests.
+ * "Explain cell" on a cell reading df adds `variable df` and the cell defining it; the
+ * DataFrame output's context menu has "Explain this DataFrame".
+ */
+const path = require('path');
+const { expect, test, galata } = require('@jupyterlab/galata');
+
+const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
+const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
+const FAKE = `http://127.0.0.1:${process.env.MINICPM_UI_FAKE_PORT || '8898'}`;
+const REMOTE = `http://localhost:${process.env.MINICPM_UI_REMOTE_PORT || '8897'}`;
+const COLUMNS = ['region_code', 'revenue_eur', 'units_sold'];
+
+test.use({
+  baseURL: REMOTE,
+  autoGoto: true,
+  mockSettings: {
+    ...galata.DEFAULT_SETTINGS,
+    'jupyter-minicpm:plugin': { temperature: 0, maxTokens: 100 }
+  }
+});
+
+async function bodies(request) {
+  const r = await request.get(`${FAKE}/log`);
+  return (await r.json()).bodies;
+}
+
+test('@df completes from the kernel, becomes a chip, and its columns reach the model', async ({ page, request, tmpPath }) => {
+  await page.contents.uploadFile(path.join(NOTEBOOKS, 'dataframe.ipynb'), `${tmpPath}/dataframe.ipynb`);
+  await page.notebook.openByPath(`${tmpPath}/dataframe.ipynb`);
+  await page.notebook.activate('dataframe.ipynb');
+  await page.notebook.run();
+  const cells = page.locator('.jp-Notebook .jp-Cell');
+  await expect(cells.nth(1).locator('.jp-InputPrompt')).toContainText('[2]');
+  await expect(page.locator('.jp-Notebook table.dataframe')).toBeVisible();
+
+  await page.locator('.lm-TabBar-tab[data-id="minicpm-chat"]').click();
+  const panel = page.locator('#minicpm-chat');
+  await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 120000 });
+
+  // completion from the kernel's variables
+  const input = panel.getByTestId('minicpm-input');
+  await input.click();
+  await input.pressSequentially('What columns does @d');
+  const option = panel.getByTestId('minicpm-mention-option').filter({ hasText: 'df' });
+  await expect(option.first()).toBeVisible();
+  await expect(option.first()).toContainText('DataFrame');
+  await page.keyboard.press('Enter'); // picks the completion, does not send
+  await expect(input).toHaveValue('What columns does @df ');
+  await input.pressSequentially('have?');
+
+  // the chip: @df with its token count, the total in the budget line
+  const chip = panel.locator('[data-testid="minicpm-chip"]', { hasText: '@df' });
+  await expect(chip).toHaveCount(1);
+  await expect(chip.getByTestId('minicpm-chip-tokens')).toContainText(/\d+ tokens/);
+  await expect(chip).toHaveAttribute('title', /revenue_eur/);
+  await expect(panel.getByTestId('minicpm-budget')).toContainText(/Context ≈ \d+ tokens of \d+/);
+  await page.screenshot({ path: `${SHOTS}/50-variables-chip.png` });
+
+  const before = (await bodies(request)).length;
+  await panel.getByTestId('minicpm-send').click();
+  const answer = panel.locator('[data-testid="minicpm-message"][data-role="assistant"]').last();
+  await expect(answer).toContainText('HOSTILE-ANSWER ends', { timeout: 60000 });
+  const sent = (await bodies(request)).slice(before);
+  expect(sent.length).toBeGreaterThan(0);
+  const prompt = JSON.stringify(sent[sent.length - 1]);
+  for (const col of COLUMNS) {
+    expect(prompt).toContain(col);
+  }
+  expect(prompt).toContain('What columns does @df have?');
+
+  // the silent requests left the execution count alone: the next run is [3]
+  await page.notebook.runCell(1);
+  await expect(cells.nth(1).locator('.jp-InputPrompt')).toContainText('[3]');
+
+  // "Explain cell" on the cell reading df: the variable and the cell defining it
+  await panel.getByTestId('minicpm-new').click();
+  await cells.nth(1).locator('.jp-InputArea-editor').click({ button: 'right' });
+  await page.getByRole('menuitem', { name: 'MiniCPM: Explain cell' }).click();
+  await expect(panel.locator('[data-testid="minicpm-chip"]', { hasText: 'variable df' })).toHaveCount(1);
+  await expect(panel.locator('[data-testid="minicpm-chip"]', { hasText: 'defines df' })).toHaveCount(1);
+  await page.screenshot({ path: `${SHOTS}/51-variables-explain-cell.png` });
+
+  // "Explain this DataFrame" on the table output
+  await panel.getByTestId('minicpm-new').click();
+  await page.locator('.jp-Notebook table.dataframe td').first().click({ button: 'right' });
+  await page.getByRole('menuitem', { name: 'MiniCPM: Explain this DataFrame' }).click();
+  await expect(panel.locator('[data-testid="minicpm-chip"]', { hasText: '@df' })).toHaveCount(1);
+  await expect(input).toHaveValue(/Explain this DataFrame/);
+  await page.screenshot({ path: `${SHOTS}/52-variables-dataframe.png` });
+});
