@@ -198,7 +198,7 @@ class Naive:
                                               for c in cells) if t) + prefix
         script = script[-args.naive_chars:]
         rec = {"sent": time.perf_counter(), "first": None, "end": None, "frame": None,
-               "stopped": False, "label": label, "prefix": prefix}
+               "stopped": False, "label": label, "prefix": prefix, "naive": True}
         with self.lock:
             self.recs[rid] = rec
         body = json.dumps({"prompt": script, "max_tokens": args.max_tokens, "stop": ["\n"],
@@ -395,7 +395,7 @@ def run_model(model: str, label: str, args: Any, peer: bool) -> list[dict[str, A
 def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing: list[float],
               n_keys: int, elapsed: float) -> dict[str, Any]:
     frames = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "done"]
-    naive = [r for r in recs if r["frame"] and r["frame"].get("usage") is None]
+    naive = [r for r in recs if r.get("naive") and r["frame"]]
     errors = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "error"]
     first = [(r["first"] - r["sent"]) * 1000 for r in recs if r["first"] is not None]
     complete = [(r["end"] - r["sent"]) * 1000 for r in recs
@@ -477,10 +477,10 @@ def engine_only(model: str, label: str, args: Any) -> dict[str, Any]:
             before = [completion.Cell(c["kind"], c["source"]) for c in cells[:ci]]
             keys = [k for k, _ in keystrokes(cells[ci]["source"])
                     if jupyterlab_would_fire(k)][: args.keys]
-            f, t, r, n = once(completion.CompletionRequest("import ", before), 1)
+            f, t, r, n = once(completion.CompletionRequest("import ", before=before), 1)
             cold.append(t * 1000)
             for j, text in enumerate(keys):
-                req = completion.CompletionRequest(text, before, mode="line")
+                req = completion.CompletionRequest(text, before=before, mode="line")
                 f, t, r, n = once(req, 1)
                 warm.append(f * 1000)
                 reused, prompt_tokens = reused + r, prompt_tokens + n
