@@ -94,3 +94,37 @@ test('@df completes from the kernel, becomes a chip, and its columns reach the m
   await expect(input).toHaveValue(/Explain this DataFrame/);
   await page.screenshot({ path: `${SHOTS}/52-variables-dataframe.png` });
 });
+
+test.describe('with autoVariables off', () => {
+  test.use({
+    mockSettings: {
+      ...galata.DEFAULT_SETTINGS,
+      'jupyter-minicpm:plugin': { temperature: 0, maxTokens: 100, autoVariables: false }
+    }
+  });
+
+  test('Explain cell sends the cell alone; @df still works', async ({ page, tmpPath }) => {
+    await page.contents.uploadFile(path.join(NOTEBOOKS, 'dataframe.ipynb'), `${tmpPath}/dataframe.ipynb`);
+    await page.notebook.openByPath(`${tmpPath}/dataframe.ipynb`);
+    await page.notebook.activate('dataframe.ipynb');
+    await page.notebook.run();
+    const cells = page.locator('.jp-Notebook .jp-Cell');
+    await expect(cells.nth(1).locator('.jp-InputPrompt')).toContainText('[2]');
+    await page.locator('.lm-TabBar-tab[data-id="minicpm-chat"]').click();
+    const panel = page.locator('#minicpm-chat');
+    await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 120000 });
+
+    await cells.nth(1).locator('.jp-InputArea-editor').click({ button: 'right' });
+    await page.getByRole('menuitem', { name: 'MiniCPM: Explain cell' }).click();
+    const chips = panel.getByTestId('minicpm-chip');
+    await expect(chips.first()).toContainText('cell [2] code');
+    await expect(panel.getByTestId('minicpm-input')).not.toHaveValue('');
+    await expect(chips.filter({ hasText: 'variable' })).toHaveCount(0);
+    await expect(chips.filter({ hasText: 'defines' })).toHaveCount(0);
+
+    const input = panel.getByTestId('minicpm-input');
+    await input.fill('');
+    await input.pressSequentially('What is in @df');
+    await expect(chips.filter({ hasText: '@df' })).toHaveCount(1);
+  });
+});
