@@ -16,7 +16,7 @@ import { NotebookBridge } from './notebook';
 import { ChatPanel, IMiniCPMSettings } from './panel';
 import { PROMPTS, parseDataUrl } from './context';
 import type { IContextPart } from './protocol';
-import { DATAFRAME_PROMPT } from './sidebar/varcontext';
+import { addExplainDataFrame } from './dataframe';
 
 const PLUGIN_ID = 'jupyter-minicpm:plugin';
 
@@ -28,7 +28,6 @@ export namespace CommandIDs {
   export const fixError = 'minicpm:fix-error';
   export const explainImage = 'minicpm:explain-image';
   export const attachCell = 'minicpm:attach-cell';
-  export const explainDataFrame = 'minicpm:explain-dataframe';
 }
 
 const chatIcon = new LabIcon({
@@ -169,16 +168,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return ask(notebooks.errorContext(index), PROMPTS.fixError, 'this cell has no error output', index);
       }
     });
-    app.commands.addCommand(CommandIDs.explainDataFrame, {
-      label: 'MiniCPM: Explain this DataFrame',
-      caption: 'Send the DataFrame (columns, dtypes, first rows, from the kernel) to MiniCPM',
-      isEnabled: () => !!tracker.currentWidget,
-      execute: async () => {
-        const hit = app.contextMenuHitTest(n => n.matches('table.dataframe'));
-        const parts = await panel.variables.dataFrame(hit ? notebooks.indexOfNode(hit) : cellIndexFromEvent());
-        return ask(parts, DATAFRAME_PROMPT, 'no DataFrame output in this cell');
-      }
-    });
+    addExplainDataFrame(app, panel, notebooks, ask, cellIndexFromEvent);
     app.commands.addCommand(CommandIDs.explainImage, {
       label: 'MiniCPM: Explain image',
       caption: 'Send an image output to MiniCPM',
@@ -204,8 +194,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.contextMenu.addItem({ command: CommandIDs.explainCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
     app.contextMenu.addItem({ command: CommandIDs.fixError, selector: '.jp-Notebook .jp-Cell', rank: 20 });
     app.contextMenu.addItem({ command: CommandIDs.attachCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
-    // pandas renders DataFrames as <table class="dataframe">
-    app.contextMenu.addItem({ command: CommandIDs.explainDataFrame, selector: '.jp-Notebook table.dataframe', rank: 0 });
     // lumino context-menu selectors take no commas: one item per image renderer
     for (const sel of IMAGE_SELECTOR.split(', ')) {
       app.contextMenu.addItem({ command: CommandIDs.explainImage, selector: `.jp-Notebook ${sel}`, rank: 0 });
