@@ -41,7 +41,7 @@ export function mentionOf(p: IContextPart): string | null {
   return p.kind === 'text' && p.label.startsWith('@') ? p.label.slice(1) : null;
 }
 
-const cache = new NamesCache();
+const sharedCache = new NamesCache();
 
 /**
  * For the cell at `index` of `cells`: chips for the variables it reads (within
@@ -55,7 +55,8 @@ export async function automaticParts(
   room: number,
   have: IContextPart[] = [],
   autoBudget = AUTO_VARIABLE_TOKENS,
-  language = 'python'
+  language = 'python',
+  cache: NamesCache = sharedCache
 ): Promise<IContextPart[]> {
   const sources = cells.map(c => (c.cell_type === 'code' ? joinText(c.source) : ''));
   const { defined, undefinedNames } = definitionsFor(sources, index, cache);
