@@ -132,6 +132,7 @@ def quality_of(path: str, kv_types: tuple[str, ...], text_ids_from: str = TEXT,
     ref_argmax = ref_greedy = None
     for kv_type in kv_types:
         with minicpm.load(path, backend="llama.cpp", n_ctx=1024, n_batch=512, kv_type=kv_type,
+                          n_threads=1,
                           speculative="off") as engine:
             ids = engine.backend.tokenize(text_ids_from, add_bos=True)[:512]
             rows = _scores(engine, ids).astype(np.float64)
