@@ -227,7 +227,9 @@ class Naive:
                         "usage": None, "timing": {}}
 
     def stop(self, rid: str) -> None:
-        self.recs[rid]["stopped"] = True  # stale for the client; the server goes on
+        rec = self.recs[rid]
+        if rec["end"] is None:
+            rec["stopped"] = True  # stale for the client; the server goes on
 
     def wait_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
