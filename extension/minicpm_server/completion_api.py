@@ -24,13 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
-from jupyter_server.base.handlers import JupyterHandler
-from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError
 
 import minicpm
 from minicpm import completion
@@ -39,7 +36,7 @@ from minicpm.completion import Cell, CompletionRequest, Suggestion, TokenCounter
 from .engine_host import EngineHost, Job
 from .errors import RequestError, message_for, status_for
 from .events import Delta, Done, Failed, Queued, Started
-from .handlers import AUTH_RESOURCE, ServerState
+from .handlers import MiniCPMWebSocket, ServerState
 from .openai_api import OpenAIHandler
 
 # Limits checked before any work (the frame size itself is capped by max_body_bytes).
@@ -307,29 +304,13 @@ def inline_completer(settings: dict[str, Any]) -> InlineCompleter:
     return comp
 
 
-class CompletionWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
+class CompletionWebSocket(MiniCPMWebSocket):
     """``/minicpm/complete``: ``complete`` and ``stop`` frames (docs/protocol.md). Authenticated
     and authorized like the chat socket."""
 
-    auth_resource = AUTH_RESOURCE
-
-    def set_default_headers(self) -> None:
-        """JupyterHandler's headers make no sense on a websocket (as in jupyter_server)."""
-
-    @property
-    def state(self) -> ServerState:
-        return self.settings["minicpm"]
-
-    @property
-    def max_message_size(self) -> int:  # type: ignore[override]
-        return self.state.config.max_body_bytes
-
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        ok = await ensure_async(
-            self.authorizer.is_authorized(self, self.current_user, "execute", AUTH_RESOURCE))
-        if not ok:
-            raise web.HTTPError(403)
+        await self.authorize_socket()
         self.jobs: dict[str, InlineJob] = {}
         self.completer = inline_completer(self.settings)
         await super().get(*args, **kwargs)

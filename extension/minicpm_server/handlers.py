@@ -196,13 +196,9 @@ class _Pending:
     """A request id taken by a frame whose images are still being decoded."""
 
 
-class ChatWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
-    """``/minicpm/chat``: many requests per socket, each with a client-chosen id.
-
-    Authenticated like jupyter_server's own kernel socket (``ws_authenticated`` on the
-    upgrade request, then the authorizer). ``WebSocketMixin.check_origin`` refuses a
-    cross-origin upgrade unless the request carries a token (a page on another site has
-    the user's cookies, never their token) or ``ServerApp.allow_origin`` allows it."""
+class MiniCPMWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """What every MiniCPM socket shares: Jupyter's authentication on the upgrade request
+    (``ws_authenticated``), then the authorizer; frames capped at ``max_body_bytes``."""
 
     auth_resource = AUTH_RESOURCE
 
@@ -217,12 +213,25 @@ class ChatWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
     def max_message_size(self) -> int:  # type: ignore[override]
         return self.state.config.max_body_bytes
 
+    async def authorize_socket(self) -> None:
+        """403 unless the authorizer lets this user execute on the minicpm resource."""
+        ok = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "execute", AUTH_RESOURCE))
+        if not ok:
+            raise web.HTTPError(403)
+
+
+class ChatWebSocket(MiniCPMWebSocket):
+    """``/minicpm/chat``: many requests per socket, each with a client-chosen id.
+
+    Authenticated like jupyter_server's own kernel socket (``ws_authenticated`` on the
+    upgrade request, then the authorizer). ``WebSocketMixin.check_origin`` refuses a
+    cross-origin upgrade unless the request carries a token (a page on another site has
+    the user's cookies, never their token) or ``ServerApp.allow_origin`` allows it."""
+
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        authorized_ = await ensure_async(
-            self.authorizer.is_authorized(self, self.current_user, "execute", AUTH_RESOURCE))
-        if not authorized_:
-            raise web.HTTPError(403)
+        await self.authorize_socket()
         # Requests of this socket: accepted (a _Pending while its images decode), queued or
         # running.
         self.jobs: dict[str, Job | _Pending] = {}
