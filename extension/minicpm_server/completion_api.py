@@ -35,9 +35,9 @@ from minicpm.completion import Cell, CompletionRequest, Suggestion, TokenCounter
 
 from .engine_host import EngineHost, Job
 from .errors import RequestError, message_for, status_for
-from .events import Delta, Done, Failed, Queued, Started
+from .events import Delta, Done, Failed
 from .handlers import MiniCPMWebSocket, ServerState
-from .openai_api import OpenAIHandler
+from .openai_api import OpenAIHandler, finish_reason, usage_counts
 
 # Limits checked before any work (the frame size itself is capped by max_body_bytes).
 MAX_INLINE_TOKENS = 256
@@ -375,8 +375,6 @@ class CompletionsHandler(OpenAIHandler):
     ``stop``, ``stream`` and the sampling fields of the chat route. ``suffix`` is used when the
     model has fill-in-the-middle tokens and otherwise accepted and ignored."""
 
-    job: Job | None = None
-
     @web.authenticated
     @authorized
     async def post(self) -> None:
@@ -422,7 +420,7 @@ class CompletionsHandler(OpenAIHandler):
         self.job = job
         self.host.submit(job)
         created = int(time.time())
-        first = await self._next(job)
+        first = await self.next_event(job)
         if isinstance(first, Failed):  # before any text: still a plain 4xx/5xx
             self.send_error_json(first.status, first.message)
             return
@@ -430,12 +428,6 @@ class CompletionsHandler(OpenAIHandler):
             await self._stream(job, first, created, include_usage)
         else:
             await self._plain(job, first, created)
-
-    async def _next(self, job: Job) -> Any:
-        while True:
-            ev = await job.events.get()
-            if not isinstance(ev, (Queued, Started)):  # not part of the OpenAI protocol
-                return ev
 
     def _obj(self, job: Job, created: int, text: str, finish: str | None) -> dict[str, Any]:
         return {"id": job.id, "object": "text_completion", "created": created,
@@ -448,57 +440,37 @@ class CompletionsHandler(OpenAIHandler):
         while not isinstance(ev, (Done, Failed)):
             if isinstance(ev, Delta):
                 parts.append(ev.text)
-            ev = await self._next(job)
+            ev = await self.next_event(job)
         if isinstance(ev, Failed):
             self.send_error_json(ev.status, ev.message)
             return
-        out = self._obj(job, created, "".join(parts), _finish(ev.usage))
-        out["usage"] = _usage(ev.usage)
+        out = self._obj(job, created, "".join(parts), finish_reason(ev.usage.finish_reason))
+        out["usage"] = usage_counts(ev.usage)
         self.finish(out)
 
     async def _stream(self, job: Job, ev: Any, created: int, include_usage: bool) -> None:
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
+        self.start_sse()
         try:
             while True:
                 if isinstance(ev, Delta):
-                    await self._send(self._obj(job, created, ev.text, None))
+                    await self.send_sse(self._obj(job, created, ev.text, None))
                 elif isinstance(ev, Failed):  # headers are gone: report in-band
-                    await self._send({"error": {"message": ev.message, "type": "server_error",
+                    await self.send_sse({"error": {"message": ev.message, "type": "server_error",
                                                 "code": ev.status}})
                     break
                 elif isinstance(ev, Done):
-                    await self._send(self._obj(job, created, "", _finish(ev.usage)))
+                    await self.send_sse(self._obj(job, created, "", finish_reason(ev.usage.finish_reason)))
                     if include_usage:
                         last = self._obj(job, created, "", None)
-                        last["choices"], last["usage"] = [], _usage(ev.usage)
-                        await self._send(last)
+                        last["choices"], last["usage"] = [], usage_counts(ev.usage)
+                        await self.send_sse(last)
                     break
-                ev = await self._next(job)
+                ev = await self.next_event(job)
             self.write("data: [DONE]\n\n")
             await self.flush()
             self.finish()
         except StreamClosedError:
             self.host.cancel(job)  # the client went away: stop generating
-
-    async def _send(self, obj: dict[str, Any]) -> None:
-        self.write(f"data: {json.dumps(obj, ensure_ascii=False)}\n\n")
-        await self.flush()
-
-    def on_connection_close(self) -> None:
-        if self.job is not None and not self.job.finished:
-            self.host.cancel(self.job)
-        super().on_connection_close()
-
-
-def _finish(usage: minicpm.Usage) -> str:
-    return "length" if usage.finish_reason == "length" else "stop"
-
-
-def _usage(usage: minicpm.Usage) -> dict[str, Any]:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
 
 
 ROUTES: list[tuple[str, Any]] = [

@@ -22,7 +22,7 @@ from minicpm.prompts import Assembled
 from .chat_request import check_messages, check_sampling
 from .engine_host import Job
 from .errors import RequestError
-from .events import Delta, Done, Event, Failed, Queued
+from .events import Delta, Done, Event, Failed, Queued, Started
 from .handlers import BaseHandler
 from .images import ImageUpload, decode_uploads
 
@@ -60,6 +60,30 @@ class OpenAIHandler(BaseHandler):
     def model_id(self) -> str:
         info = self.host.info
         return info.model if info else (self.host.target or self.state.config.model or "default")
+
+    job: Job | None = None
+
+    async def next_event(self, job: Job) -> Event:
+        """The job's next event that the OpenAI protocol knows (queue positions are ours)."""
+        while True:
+            ev = await job.events.get()
+            if not isinstance(ev, (Queued, Started)):
+                return ev
+
+    def start_sse(self) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+
+    async def send_sse(self, obj: dict[str, Any]) -> None:
+        self.write(f"data: {json.dumps(obj, ensure_ascii=False)}\n\n")
+        await self.flush()
+
+    def on_connection_close(self) -> None:
+        # Tornado calls this when the client disconnects mid-request: stop generating.
+        if self.job is not None and not self.job.finished:
+            self.host.cancel(self.job)
+        super().on_connection_close()
 
 
 class ModelsListHandler(OpenAIHandler):
@@ -114,8 +138,6 @@ def _parse_messages(raw: Any, cfg: Any) -> tuple[list[dict[str, str]], list[Imag
 
 
 class ChatCompletionsHandler(OpenAIHandler):
-    job: Job | None = None
-
     @web.authenticated
     @authorized
     async def post(self) -> None:
@@ -154,7 +176,7 @@ class ChatCompletionsHandler(OpenAIHandler):
 
         # Wait for the first real event before sending headers: an error that happens before
         # any text (context overflow, images on a text model) is still a plain 4xx.
-        first = await self._next_event(job)
+        first = await self.next_event(job)
         if isinstance(first, Failed):
             self.send_error_json(first.status, first.message)
             return
@@ -163,18 +185,12 @@ class ChatCompletionsHandler(OpenAIHandler):
         else:
             await self._plain(job, first, created)
 
-    async def _next_event(self, job: Job) -> Event:
-        while True:
-            ev = await job.events.get()
-            if not isinstance(ev, Queued):  # positions are not part of the OpenAI protocol
-                return ev
-
     async def _plain(self, job: Job, ev: Event, created: int) -> None:
         parts: list[str] = []
         while not isinstance(ev, (Done, Failed)):
             if isinstance(ev, Delta):
                 parts.append(ev.text)
-            ev = await self._next_event(job)
+            ev = await self.next_event(job)
         if isinstance(ev, Failed):
             self.send_error_json(ev.status, ev.message)
             return
@@ -183,14 +199,12 @@ class ChatCompletionsHandler(OpenAIHandler):
             "id": job.id, "object": "chat.completion", "created": created,
             "model": self.model_id(),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
-                         "finish_reason": _finish(usage.finish_reason)}],
+                         "finish_reason": finish_reason(usage.finish_reason)}],
             "usage": _usage(usage),
         })
 
     async def _stream(self, job: Job, ev: Event, created: int, include_usage: bool) -> None:
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
+        self.start_sse()
         model = self.model_id()
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -199,47 +213,42 @@ class ChatCompletionsHandler(OpenAIHandler):
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
         try:
-            await self._send(chunk({"role": "assistant", "content": ""}))
+            await self.send_sse(chunk({"role": "assistant", "content": ""}))
             while True:
                 match ev:
                     case Delta(text):
-                        await self._send(chunk({"content": text}))
+                        await self.send_sse(chunk({"content": text}))
                     case Failed(status, message):
                         # Headers are gone: report in-band, as OpenAI does mid-stream.
-                        await self._send({"error": {"message": message, "type": "server_error",
+                        await self.send_sse({"error": {"message": message, "type": "server_error",
                                                     "code": status}})
                         break
                     case Done(usage):
-                        await self._send(chunk({}, _finish(usage.finish_reason)))
+                        await self.send_sse(chunk({}, finish_reason(usage.finish_reason)))
                         if include_usage:
-                            await self._send({"id": job.id, "object": "chat.completion.chunk",
+                            await self.send_sse({"id": job.id, "object": "chat.completion.chunk",
                                               "created": created, "model": model,
                                               "choices": [], "usage": _usage(usage)})
                         break
-                ev = await self._next_event(job)
+                ev = await self.next_event(job)
             self.write("data: [DONE]\n\n")
             await self.flush()
             self.finish()
         except StreamClosedError:
             self.host.cancel(job)  # the client went away: stop generating
 
-    async def _send(self, obj: dict[str, Any]) -> None:
-        self.write(f"data: {json.dumps(obj, ensure_ascii=False)}\n\n")
-        await self.flush()
-
-    def on_connection_close(self) -> None:
-        # Tornado calls this when the client disconnects mid-request.
-        if self.job is not None and not self.job.finished:
-            self.host.cancel(self.job)
-        super().on_connection_close()
-
-
-def _finish(reason: str | None) -> str:
+def finish_reason(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
 
-def _usage(usage: minicpm.Usage) -> dict[str, Any]:
+def usage_counts(usage: minicpm.Usage) -> dict[str, Any]:
+    """OpenAI's three token counts."""
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+
+
+def _usage(usage: minicpm.Usage) -> dict[str, Any]:
+    """The counts plus our speed fields (additive, as documented in docs/protocol.md)."""
+    return {**usage_counts(usage),
             "tokens_per_second": round(usage.tokens_per_second, 2),
             "time_to_first_token": usage.time_to_first_token}
