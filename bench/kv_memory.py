@@ -4,10 +4,12 @@
     python bench/kv_memory.py quality [MODEL] [--tiny]
 
 rss: peak RSS (VmHWM) of one process that loads the synthetic MiniCPM-2B Q4_0 file
-(n_ctx 4096), prefills a 3,000-token prompt and decodes 8 tokens: raw llama-cpp-python with its
-defaults, ours with kv_type f16 / q8_0 / q4_0, ours with the defaults, and ours with
-low_memory=True. Targets: defaults ≤ 2.5 GB, low_memory ≤ 2.0 GB (prompt cache budget not
-included: no snapshot is taken by a single request).
+(n_ctx 4096), prefills a 3,000-token prompt and decodes 8 tokens, then a follow-up adds 24
+tokens (its first token timed: what a cached follow-up pays): raw llama-cpp-python with its
+defaults, ours with kv_type f16 / q8_0 / q4_0, ours with the defaults (q8_0 K, f16 V), and ours
+with low_memory=True. Each row also gives what the setting costs in speed: prefill tok/s, the
+follow-up's first token, and ms per decoded token. Targets: defaults ≤ 2.5 GB, low_memory ≤
+2.0 GB (prompt cache budget not included: no snapshot is taken by a single request).
 
 quality: on a fixed English text (≈400 tokens) the perplexity with each KV type, the share of
 positions whose argmax equals f16's (teacher-forced), and how many greedy tokens from a fixed
@@ -46,11 +48,13 @@ TEXT = (
     "to fit in the memory of a laptop, next to the browser and the data itself. That is why "
     "the size of every buffer matters: the weights, the cache of keys and values that lets the "
     "model remember the prompt, and the scratch space of each step.")
+FOLLOW_UP = " Now add a docstring to the function above."
 CONFIGS = {  # --only picks by the short name
     "raw": ("raw llama-cpp-python (f16 KV)", "raw", {}),
     "f16": ("ours kv_type=f16", "ours", {"kv_type": "f16"}),
     "q8_0": ("ours kv_type=q8_0", "ours", {"kv_type": "q8_0"}),
     "q4_0": ("ours kv_type=q4_0", "ours", {"kv_type": "q4_0"}),
+    "f16/q8_0": ("ours kv_type=f16/q8_0", "ours", {"kv_type": "f16/q8_0"}),
     "defaults": ("ours defaults", "ours", {}),
     "low_memory": ("ours low_memory=True", "ours", {"low_memory": True}),
 }
@@ -63,15 +67,23 @@ def rss_worker(kind: str, path: str, opts: dict[str, Any], n_prompt: int,
 
     threads = threads or physical_cores()
     t0 = time.perf_counter()
+    follow = (FOLLOW_UP * 8).encode()
     if kind == "raw":
         import llama_cpp
 
         llm = llama_cpp.Llama(path, n_ctx=4096, n_threads=threads, n_threads_batch=threads,
                               verbose=False)
         ids = llm.tokenize((FILLER * (n_prompt // 10 + 2)).encode(), add_bos=True)[:n_prompt]
-        for n, _ in enumerate(llm.generate(ids, temp=0.0), 1):
-            if n >= 8:
-                break
+        more = llm.tokenize(follow, add_bos=False)[:24]
+
+        def run(prompt: list[int]) -> tuple[float, list[float], list[int]]:
+            t, stamps, out = time.perf_counter(), [], []
+            for tok in llm.generate(prompt, temp=0.0):  # reuses its longest common prefix
+                stamps.append(time.perf_counter())
+                out.append(tok)
+                if len(out) >= 8:
+                    break
+            return stamps[0] - t, stamps, out
         extra: dict[str, Any] = {}
     else:
         import minicpm
@@ -80,13 +92,25 @@ def rss_worker(kind: str, path: str, opts: dict[str, Any], n_prompt: int,
         engine = minicpm.load(path, backend="llama.cpp", n_ctx=4096, n_threads=threads, **opts)
         b = engine.backend
         ids = b.tokenize(FILLER * (n_prompt // 10 + 2), add_bos=True)[:n_prompt]
+        more = b.tokenize(FOLLOW_UP * 8, add_bos=False)[:24]
         params = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
-        for n, _ in enumerate(b.generate_tokens(ids, params, threading.Event()), 1):
-            if n >= 8:
-                break
+
+        def run(prompt: list[int]) -> tuple[float, list[float], list[int]]:
+            t, stamps, out = time.perf_counter(), [], []
+            for tok, _ in b.generate_tokens(prompt, params, threading.Event()):
+                stamps.append(time.perf_counter())
+                out.append(tok)
+                if len(out) >= 8:
+                    break
+            return stamps[0] - t, stamps, out
         extra = {k: b.info.extra[k] for k in ("kv_type", "flash_attn", "n_batch")}
+    first_s, stamps, out = run(ids)
+    follow_s, _, _ = run(ids + out + more)
+    if kind != "raw":
         extra["kv_context_mb"] = engine.stats()["kv"]["context_mb"]
-    return {"peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0, **extra}
+    return {"peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0,
+            "prefill_tok_s": len(ids) / first_s, "follow_up_ttft_s": follow_s,
+            "decode_ms": 1000 * (stamps[-1] - stamps[0]) / (len(stamps) - 1), **extra}
 
 
 def rss(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,11 +130,12 @@ def rss(args: argparse.Namespace) -> dict[str, Any]:
         rows[label] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{args.synthetic} shapes, Q4_0 weights {weights_mb:.0f} MB, n_ctx 4096, "
           f"{args.prompt_tokens}-token prompt + 8 tokens")
-    print(f"{'setting':32s} {'KV type':>7s} {'FA':>5s} {'KV MB':>6s} {'peak RSS MB':>11s} "
-          f"{'seconds':>8s}")
+    print(f"{'setting':28s} {'KV type':>8s} {'FA':>5s} {'KV MB':>6s} {'peak RSS MB':>11s} "
+          f"{'prefill tok/s':>13s} {'follow-up TTFT s':>16s} {'decode ms/tok':>13s}")
     for label, r in rows.items():
-        print(f"{label:32s} {r.get('kv_type', 'f16'):>7s} {r.get('flash_attn', False)!s:>5s} "
-              f"{r.get('kv_context_mb', 0):6.0f} {r['peak_rss_mb']:11.0f} {r['seconds']:8.1f}")
+        print(f"{label:28s} {r.get('kv_type', 'f16'):>8s} {r.get('flash_attn', False)!s:>5s} "
+              f"{r.get('kv_context_mb', 0):6.0f} {r['peak_rss_mb']:11.0f} "
+              f"{r['prefill_tok_s']:13.1f} {r['follow_up_ttft_s']:16.2f} {r['decode_ms']:13.0f}")
     return {"model": args.synthetic, "weights_mb": weights_mb,
             "prompt_tokens": args.prompt_tokens, "rows": rows}
 

@@ -115,6 +115,7 @@ def _worker(kind: str, path: str, ctx_tokens: int, n_turns: int, reply_tokens: i
             last = engine.stats()["prompt_cache"]["last"]
             row["reused"] = last["reused"]
             row["source"] = last["source"]
+            row["stages"] = {k: last[k] for k in ("save_s", "restore_s", "prefill_s")}
         else:
             out: list[int] = []
             first = None
@@ -178,6 +179,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         row["raw_ttft_s"] = statistics.median(x["ttft_s"] for x in w)
         row["reused"] = o[0]["reused"]
         row["source"] = o[0]["source"]
+        row["stages"] = {k: statistics.median(x["stages"][k] for x in o)
+                         for k in o[0]["stages"]}
         if "new_only_s" in w[0]:
             row["new_tokens"] = w[0]["new_tokens"]
             row["new_only_s"] = statistics.median(x["new_only_s"] for x in w)
@@ -209,14 +212,17 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def print_table(model: str, s: dict[str, Any]) -> None:
     print(f"model: {model}")
     print(f"{'turn':6s} {'prompt':>6s} {'reused':>6s} {'new':>5s} {'ours TTFT':>10s} "
-          f"{'raw TTFT':>9s} {'new-only':>9s} {'ours/new-only':>13s}")
+          f"{'raw TTFT':>9s} {'new-only':>9s} {'ours/new-only':>13s}  "
+          f"{'ours: save':>10s} {'restore':>7s} {'prefill':>7s}")
     for r in s["turns"]:
         name = r["conv"] + (str(r["turn"] + 1) if r["conv"] != "u" else "")
         new = r.get("new_tokens", "")
         no = f"{r['new_only_s']:9.3f}" if "new_only_s" in r else f"{'':9s}"
-        ratio = f"{r['ours_over_new_only']:13.2f}" if "ours_over_new_only" in r else ""
+        ratio = f"{r['ours_over_new_only']:13.2f}" if "ours_over_new_only" in r else f"{'':13s}"
+        st = r["stages"]
         print(f"{name:6s} {r['prompt_tokens']:6d} {r['reused']:6d} {new!s:>5s} "
-              f"{r['ours_ttft_s']:10.3f} {r['raw_ttft_s']:9.3f} {no} {ratio}")
+              f"{r['ours_ttft_s']:10.3f} {r['raw_ttft_s']:9.3f} {no} {ratio}  "
+              f"{st['save_s']:10.3f} {st['restore_s']:7.3f} {st['prefill_s']:7.3f}")
     c, m = s["copy_cost"], s["peak_rss_mb"]
     print(f"follow-up prompt tokens from the cache: {100 * s['follow_up_reuse']:.1f} %   "
           f"worst ours/new-only: {s['worst_ours_over_new_only']:.2f}   "

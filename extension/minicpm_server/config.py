@@ -28,7 +28,9 @@ class MiniCPM(LoggingConfigurable):
         help="llama.cpp prompt cache: MB of KV snapshots kept for recent conversations, on top "
              "of the model; -1 = the default (1024), 0 = off.")
     kv_type = Unicode("auto", config=True,
-                      help="llama.cpp KV cache type: auto (q8_0 for large caches), f16, q8_0, q4_0.")
+                      help="llama.cpp KV cache type: auto (for large caches q8_0 K + f16 V with "
+                           "8 GB RAM or more, else q8_0), f16, q8_0, q4_0, or a K/V pair "
+                           "such as q8_0/f16.")
     low_memory = Bool(False, config=True,
                       help="llama.cpp: q4_0 KV cache and smaller batches (4 GB laptops).")
     speculative = Unicode("auto", config=True,

@@ -49,17 +49,22 @@ def summary(layers: int, hidden: int, heads: int, kv_heads: int) -> GGUFSummary:
 
 def test_auto_kv_type_follows_the_cache_size() -> None:
     choose = LlamaCppBackend._choose_kv_type
-    # MiniCPM-2B: 40 layers, 36 heads × 64, no GQA: f16 at 4k would be 1.4 GB -> q8_0.
+    # MiniCPM-2B: 40 layers, 36 heads × 64, no GQA: f16 at 4k would be 1.4 GB -> q8_0 K,
+    # f16 V (the quantized-V flash-attention path prefills slowly on CPU) where RAM allows,
+    # q8_0 K and V on machines under 8 GB.
     mini2b = summary(40, 2304, 36, 36)
     assert LlamaCppBackend.kv_elements_per_token(mini2b) * 2 == 368640  # 368 KB per token
-    assert choose("auto", 4096, mini2b) == "q8_0"
+    assert choose("auto", 4096, mini2b, ram_bytes=16 * 2**30) == "q8_0/f16"
+    assert choose("auto", 4096, mini2b, ram_bytes=4 * 2**30) == "q8_0"
     # SmolLM2-135M (the stand-in): 30 layers, 3 KV heads × 64: 94 MB at 4k -> f16.
     assert choose("auto", 4096, summary(30, 576, 9, 3)) == "f16"
     # Head size 16 cannot be stored in 32-value blocks: f16 whatever the size.
     assert choose("auto", 10**6, summary(2, 64, 4, 4)) == "f16"
     assert choose("q4_0", 16, mini2b) == "q4_0"
-    with pytest.raises(ValueError, match="kv_type"):
-        choose("q5_1", 16, mini2b)
+    assert choose("f16/q8_0", 16, mini2b) == "f16/q8_0"
+    for bad in ("q5_1", "q8_0/", "q8_0/f16/f16", "/f16"):
+        with pytest.raises(ValueError, match="kv_type"):
+            choose(bad, 16, mini2b)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +80,11 @@ def test_settings_reach_llama_cpp(tiny: Any) -> None:
         assert e.complete("hello", temperature=0, max_tokens=4, ignore_eos=True).read()
         elems = LlamaCppBackend.kv_elements_per_token(e.backend.summary)
         assert e.backend._kv_context_bytes() == int(elems * 512 * 34 / 32)  # 8.5 bits a value
+    with load(tiny.path, kv_type="q8_0/f16") as e:
+        # A quantized K alone works without flash attention (K·Q is an ordinary matmul).
+        assert e.info.extra["kv_type"] == "q8_0/f16" and e.info.extra["flash_attn"] is False
+        assert e.complete("hello", temperature=0, max_tokens=4, ignore_eos=True).read()
+        assert e.backend._kv_context_bytes() == int(elems * 512 * (34 / 32 + 2) / 2)
     with load(tiny.path, low_memory=True) as e:
         assert e.info.extra["kv_type"] == "q4_0" and e.info.extra["n_batch"] == 128
     with pytest.raises(ValueError, match="flash_attn"):
@@ -83,12 +93,12 @@ def test_settings_reach_llama_cpp(tiny: Any) -> None:
 
 def test_quantized_kv_effect_on_tiny_minicpm(tiny: Any) -> None:
     res = {}
-    for kv in ("f32", "f16", "q8_0", "q4_0"):
+    for kv in ("f32", "f16", "q8_0/f16", "q8_0", "q4_0"):
         with load(tiny.path, kv_type=kv) as e:
             res[kv] = nll_and_argmax(e, TEXT)
     ref_nll, ref_arg = res["f32"]
-    for kv, (max_dppl, min_agree) in {"f16": (0.001, 0.99), "q8_0": (0.005, 0.97),
-                                      "q4_0": (0.05, 0.85)}.items():
+    for kv, (max_dppl, min_agree) in {"f16": (0.001, 0.99), "q8_0/f16": (0.005, 0.97),
+                                      "q8_0": (0.005, 0.97), "q4_0": (0.05, 0.85)}.items():
         nll, arg = res[kv]
         assert abs(np.exp(nll - ref_nll) - 1) < max_dppl, kv
         assert (arg == ref_arg).mean() >= min_agree, kv
@@ -100,11 +110,12 @@ def test_quantized_kv_effect_on_the_stand_in() -> None:
     f16 without it: this Q4_1 135M model has many near-ties, and any change of kernel moves
     some. Perplexity is the measure of harm; agreement only bounds it."""
     res = {}
-    for kv in ("f16", "q8_0", "q4_0"):
+    for kv in ("f16", "q8_0/f16", "q8_0", "q4_0"):
         with load(None, kv_type=kv) as e:
             res[kv] = nll_and_argmax(e, TEXT)
     ref_nll, ref_arg = res["f16"]
-    for kv, (max_dppl, min_agree) in {"q8_0": (0.01, 0.90), "q4_0": (0.08, 0.85)}.items():
+    for kv, (max_dppl, min_agree) in {"q8_0/f16": (0.01, 0.90), "q8_0": (0.01, 0.90),
+                                      "q4_0": (0.08, 0.85)}.items():
         nll, arg = res[kv]
         assert abs(np.exp(nll - ref_nll) - 1) < max_dppl, kv
         assert (arg == ref_arg).mean() >= min_agree, kv

@@ -25,12 +25,19 @@ DEFAULT_N_CTX = 4096
 # The prompt cache's budget (MB of KV snapshots, on top of the model and its context):
 # two ~2k-token MiniCPM-2B conversations in q8_0, or ~45k tokens of the stand-in.
 DEFAULT_CACHE_MB = 1024
-# KV cache types: f16 is llama.cpp's default; q8_0 halves it with greedy output unchanged in
-# our measurements, q4_0 quarters it (README, Performance). "auto" = q8_0 once the f16 cache
-# at n_ctx would pass AUTO_Q8_ABOVE_MB (MiniCPM-2B has no GQA: 368 KB per token in f16).
+# KV cache types, one for K and V alike ("q8_0") or a K/V pair ("q8_0/f16"). f16 is llama.cpp's
+# default; q8_0 halves it, q4_0 quarters it. A quantized V needs flash attention, and this
+# llama.cpp's CPU flash attention runs its fast tiled prefill only for f16 K/V: with q8_0 K/V
+# MiniCPM-2B prefills 1.4x slower at 2k tokens, 1.7x for a follow-up's new tokens
+# (bench/kv_memory.py rss; README, Performance). So once the f16 cache at n_ctx would pass
+# AUTO_QUANTIZE_ABOVE_MB, "auto" = q8_0 K with f16 V and no flash attention (fast prefill, 282
+# KB per token on MiniCPM-2B instead of 368) on machines with at least AUTO_FAST_MIN_RAM_GB,
+# and q8_0 K/V (196 KB per token, slower prefill) below that; low_memory takes q4_0 K/V.
 KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2, "f32": 0}  # GGML_TYPE_* ids (f32: for tests)
 KV_BYTES_PER_ELEM = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "f32": 4.0}
-AUTO_Q8_ABOVE_MB = 256
+AUTO_KV_FAST, AUTO_KV_COMPACT = "q8_0/f16", "q8_0"
+AUTO_QUANTIZE_ABOVE_MB = 256
+AUTO_FAST_MIN_RAM_GB = 8
 # low_memory=True: q4_0 KV and smaller batches (smaller compute buffers) for 4 GB laptops.
 LOW_MEMORY = {"kv_type": "q4_0", "n_batch": 128}
 SPECULATIVE_MODES = ("auto", "on", "off")
@@ -53,6 +60,25 @@ def physical_cores() -> int:
     import os
 
     return max(1, n or os.cpu_count() or 1)
+
+
+def total_ram_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # pragma: no cover - psutil is a dependency
+        return 0
+
+
+def split_kv_type(kv_type: str) -> tuple[str, str]:
+    """"q8_0" → ("q8_0", "q8_0"); "q8_0/f16" → K q8_0, V f16."""
+    k, slash, v = kv_type.partition("/")
+    v = v if slash else k
+    if k not in KV_TYPES or v not in KV_TYPES:
+        raise ValueError(f"kv_type must be auto, one of {', '.join(KV_TYPES)}, or a K/V pair "
+                         f"such as q8_0/f16 (got {kv_type!r})")
+    return k, v
 
 
 class LlamaCppBackend(Backend):
@@ -88,13 +114,15 @@ class LlamaCppBackend(Backend):
         if kv_type == "auto" and low_memory:
             kv_type = str(LOW_MEMORY["kv_type"])
         kv = self._choose_kv_type(kv_type, ctx, summary)
+        type_k, type_v = split_kv_type(kv)
         if speculative is True or speculative is False:
             speculative = "on" if speculative else "off"
         if speculative not in SPECULATIVE_MODES:
             raise ValueError(f"speculative must be one of {SPECULATIVE_MODES}")
         # llama.cpp stores a quantized V cache only with flash attention.
-        fa = bool(flash_attn) if flash_attn is not None else kv not in ("f16", "f32")
-        if kv not in ("f16", "f32") and not fa:
+        v_quantized = type_v not in ("f16", "f32")
+        fa = bool(flash_attn) if flash_attn is not None else v_quantized
+        if v_quantized and not fa:
             raise ValueError(f"kv_type={kv} needs flash_attn (llama.cpp quantizes V only with it)")
         if use_mmap is None:
             # llama.cpp's CPU backend repacks these types into its own buffers at load: with
@@ -106,7 +134,7 @@ class LlamaCppBackend(Backend):
                 model_path=str(resolved.path), n_ctx=ctx, n_threads=threads,
                 n_threads_batch=threads, n_batch=min(n_batch, ctx), n_ubatch=min(n_batch, ctx),
                 use_mmap=use_mmap, verbose=verbose, kv_overrides=overrides or None,
-                flash_attn=fa, type_k=KV_TYPES[kv], type_v=KV_TYPES[kv])
+                flash_attn=fa, type_k=KV_TYPES[type_k], type_v=KV_TYPES[type_v])
         except (ValueError, RuntimeError, OSError) as e:
             raise ModelFileError(resolved.path, f"llama.cpp could not load it ({e})") from e
         budget = DEFAULT_CACHE_MB if cache_mb is None else float(cache_mb)
@@ -196,10 +224,10 @@ class LlamaCppBackend(Backend):
         return 2 * summary.n_layers * kv_heads * head_dim
 
     @classmethod
-    def _choose_kv_type(cls, kv_type: str, n_ctx: int, summary: Any) -> str:
+    def _choose_kv_type(cls, kv_type: str, n_ctx: int, summary: Any,
+                        ram_bytes: int | None = None) -> str:
         if kv_type != "auto":
-            if kv_type not in KV_TYPES:
-                raise ValueError(f"kv_type must be auto or one of {', '.join(KV_TYPES)}")
+            split_kv_type(kv_type)  # raises on a bad name
             return kv_type
         try:
             elems = cls.kv_elements_per_token(summary)
@@ -209,7 +237,10 @@ class LlamaCppBackend(Backend):
             return "f16"
         f16_mb = elems * 2 * n_ctx / 2**20
         # Quantized blocks hold 32 values: rows must be a multiple of 32 long.
-        return "q8_0" if f16_mb > AUTO_Q8_ABOVE_MB and head_dim % 32 == 0 else "f16"
+        if f16_mb <= AUTO_QUANTIZE_ABOVE_MB or head_dim % 32:
+            return "f16"
+        ram = ram_bytes if ram_bytes is not None else total_ram_bytes()
+        return AUTO_KV_FAST if ram >= AUTO_FAST_MIN_RAM_GB * 2**30 else AUTO_KV_COMPACT
 
     @staticmethod
     def _speculative_default(summary: Any) -> bool:
@@ -239,7 +270,9 @@ class LlamaCppBackend(Backend):
             elems = self.kv_elements_per_token(self.summary)
         except (TypeError, ValueError, ZeroDivisionError):
             return 0
-        return int(elems * KV_BYTES_PER_ELEM[self.kv_type] * self.kv.n_ctx)
+        type_k, type_v = split_kv_type(self.kv_type)
+        per_elem = (KV_BYTES_PER_ELEM[type_k] + KV_BYTES_PER_ELEM[type_v]) / 2
+        return int(elems * per_elem * self.kv.n_ctx)
 
     # --- generation ----------------------------------------------------------------------------
     def _is_eog(self, tok: int) -> bool:
