@@ -26,7 +26,7 @@ class MiniCPM(LoggingConfigurable):
     prompt_cache_mb = Float(
         -1.0, config=True,
         help="llama.cpp prompt cache: MB of KV snapshots kept for recent conversations, on top "
-             "of the model; -1 = the default (1024), 0 = off.")
+             "of the model; -1 = the default (an eighth of RAM, 512–2048), 0 = off.")
     kv_type = Unicode("auto", config=True,
                       help="llama.cpp KV cache type: auto (for large caches q8_0 K + f16 V with "
                            "8 GB RAM or more, else q8_0), f16, q8_0, q4_0, or a K/V pair "

@@ -184,10 +184,23 @@ def test_complete_stream_reuses_its_prefix(model: Any, reference: Any) -> None:
         assert s["hits"] >= 3 and s["reuse_ratio"] > 0.7
 
 
+def test_default_budget_is_sized_for_the_machine() -> None:
+    from minicpm.backends.llamacpp import default_cache_mb
+
+    gb = 2**30
+    assert default_cache_mb(4 * gb) == 512
+    assert default_cache_mb(8 * gb) == 1024
+    assert default_cache_mb(12 * gb) == 1536
+    assert default_cache_mb(64 * gb) == 2048
+
+
 def test_stats_shape_and_default_on(model: Any) -> None:
+    from minicpm.backends.llamacpp import default_cache_mb
+
     with load(model.path) as engine:
         s = engine.stats()
-        assert s["prompt_cache"]["enabled"] and s["prompt_cache"]["budget_mb"] == 1024
+        assert s["prompt_cache"]["enabled"]
+        assert s["prompt_cache"]["budget_mb"] == round(default_cache_mb(), 1)
         assert {"hits", "tokens_reused", "used_mb", "snapshots"} <= set(s["prompt_cache"])
         assert s["kv"]["type"] == "f32" and s["rss_mb"] > 0
-        assert engine.info.extra["prompt_cache_mb"] == 1024
+        assert engine.info.extra["prompt_cache_mb"] == default_cache_mb()

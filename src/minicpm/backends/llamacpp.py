@@ -22,9 +22,17 @@ from .prompt_cache import PromptCache
 log = logging.getLogger("minicpm.llamacpp")
 
 DEFAULT_N_CTX = 4096
-# The prompt cache's budget (MB of KV snapshots, on top of the model and its context):
-# two ~2k-token MiniCPM-2B conversations in q8_0, or ~45k tokens of the stand-in.
-DEFAULT_CACHE_MB = 1024
+# The prompt cache's default budget (MB of KV snapshots, on top of the model and its context)
+# is sized for the machine: an eighth of its RAM within these bounds. 8 GB → 1,024 MB (one
+# ~2k-token MiniCPM-2B conversation at 282 KB per token besides the live one, or ~45k tokens
+# of the stand-in); 16 GB and up → 2,048 MB (three).
+DEFAULT_CACHE_MB_BOUNDS = (512, 2048)
+
+
+def default_cache_mb(ram_bytes: int | None = None) -> float:
+    ram = ram_bytes if ram_bytes is not None else total_ram_bytes()
+    low, high = DEFAULT_CACHE_MB_BOUNDS
+    return float(min(high, max(low, ram / 8 / 2**20)))
 # KV cache types, one for K and V alike ("q8_0") or a K/V pair ("q8_0/f16"). f16 is llama.cpp's
 # default; q8_0 halves it, q4_0 quarters it. A quantized V needs flash attention, and this
 # llama.cpp's CPU flash attention runs its fast tiled prefill only for f16 K/V: with q8_0 K/V
@@ -137,7 +145,7 @@ class LlamaCppBackend(Backend):
                 flash_attn=fa, type_k=KV_TYPES[type_k], type_v=KV_TYPES[type_v])
         except (ValueError, RuntimeError, OSError) as e:
             raise ModelFileError(resolved.path, f"llama.cpp could not load it ({e})") from e
-        budget = DEFAULT_CACHE_MB if cache_mb is None else float(cache_mb)
+        budget = default_cache_mb() if cache_mb is None else float(cache_mb)
         self.kv = KVSession(self.llm, PromptCache(int(budget * 2**20)))
         self.kv_type, self.flash_attn = kv, fa
         self.speculative = self._speculative_default(summary) if speculative == "auto" \
