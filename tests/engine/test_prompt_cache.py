@@ -116,6 +116,29 @@ def test_alternating_conversations_match_full_prefill(model: Any, reference: Any
         assert s["last"]["source"] == "snapshot"
 
 
+def test_next_turn_is_saved_into_the_previous_turns_buffer(model: Any, reference: Any) -> None:
+    """Saving a conversation's next turn reuses the buffer of the snapshot it supersedes
+    (touched pages copy several times faster than a fresh allocation), and what is restored
+    from the reused buffer answers exactly as a full prefill."""
+    from minicpm.backends.llamacpp_kv import base_buffer
+
+    with load(model.path) as engine:
+        cache = engine.backend.kv.cache
+        greedy(engine, NOTEBOOK_A + "Q1")
+        greedy(engine, "hi")  # diverges: turn 1 is saved
+        (first,) = cache.snapshots()
+        greedy(engine, NOTEBOOK_A + "Q1 answer Q2")
+        greedy(engine, "hey")  # turn 2 is saved, superseding turn 1
+        (second,) = cache.snapshots()
+        assert len(second.tokens) > len(first.tokens)
+        assert base_buffer(second.data) is base_buffer(first.data)
+        assert second.data.nbytes > first.data.nbytes  # the longer state, in the same buffer
+        assert cache.used_bytes == base_buffer(second.data).nbytes <= cache.budget_bytes
+        prompt = NOTEBOOK_A + "Q1 answer Q2 answer Q3"
+        assert greedy(engine, prompt).text == reference(prompt)
+        assert engine.stats()["prompt_cache"]["last"]["source"] == "snapshot"
+
+
 def test_eviction_keeps_the_budget(model: Any, reference: Any) -> None:
     with load(model.path) as probe:
         greedy(probe, NOTEBOOK_A)

@@ -121,18 +121,23 @@ class PromptCache:
             return None
         key = tuple(tokens)
         with self._lock:
-            # A snapshot that the new one holds all but fewer than min_tokens of is stale: the
-            # previous turn of the same conversation (whose reply was re-tokenized in this
-            # turn's prompt). Its own tail alone would not have been worth a snapshot either.
-            for sid in [sid for sid, s in self._snaps.items()
-                        if common_prefix(s.tokens, key) > len(s.tokens) - self.min_tokens]:
-                del self._snaps[sid]
+            self.take_stale(key)
             self.make_room(nbytes)
             snap = Snapshot(key, data, nbytes)
             self._snaps[self._next_id] = snap
             self._next_id += 1
             self.stats.saves += 1
         return snap
+
+    def take_stale(self, tokens: Sequence[int]) -> list[Snapshot]:
+        """Remove and return the snapshots that one of ``tokens`` supersedes: those it holds
+        all but fewer than min_tokens of, i.e. the previous turn of the same conversation (whose
+        reply was re-tokenized in this turn's prompt; its own tail alone would not have been
+        worth a snapshot either). The caller may reuse their buffers."""
+        with self._lock:
+            stale = [sid for sid, s in self._snaps.items()
+                     if common_prefix(s.tokens, tokens) > len(s.tokens) - self.min_tokens]
+            return [self._snaps.pop(sid) for sid in stale]
 
     def make_room(self, nbytes: int) -> None:
         """Evict least recently used snapshots until ``nbytes`` more fit the budget."""
