@@ -20,8 +20,8 @@ import numpy as np
 from .prompt_cache import PromptCache, common_prefix
 
 # Restoring a snapshot costs a memory copy of all of it: take it only when it saves this many
-# prompt tokens over the live sequence (a copy of a 2k-token MiniCPM-2B q8_0 state ≈ 0.1 s ≈
-# the prefill of ~5 tokens; see bench/prompt_cache.py).
+# prompt tokens over the live sequence (restoring a 2.3k-token MiniCPM-2B state, 634 MB, takes
+# ~0.11 s ≈ the prefill of ~3 tokens; see bench/prompt_cache.py).
 MIN_RESTORE_GAIN = 16
 # A snapshot's buffer gets this much room beyond its state, so that the next turn of the same
 # conversation (a little longer) is saved into it. Copying into pages already touched runs
