@@ -28,16 +28,11 @@ DEFAULT_N_CTX = 4096
 # of the stand-in); 16 GB and up → 2,048 MB (three).
 DEFAULT_CACHE_MB_BOUNDS = (512, 2048)
 
-
-def default_cache_mb(ram_bytes: int | None = None) -> float:
-    ram = ram_bytes if ram_bytes is not None else total_ram_bytes()
-    low, high = DEFAULT_CACHE_MB_BOUNDS
-    return float(min(high, max(low, ram / 8 / 2**20)))
 # KV cache types, one for K and V alike ("q8_0") or a K/V pair ("q8_0/f16"). f16 is llama.cpp's
 # default; q8_0 halves it, q4_0 quarters it. A quantized V needs flash attention, and this
 # llama.cpp's CPU flash attention runs its fast tiled prefill only for f16 K/V: with q8_0 K/V
-# MiniCPM-2B prefills 1.4x slower at 2k tokens, 1.7x for a follow-up's new tokens
-# (bench/kv_memory.py rss; README, Performance). So once the f16 cache at n_ctx would pass
+# MiniCPM-2B prefills a 3k prompt at half the speed, and a follow-up's first token comes 3.6x
+# later (bench/kv_memory.py rss; README, Performance). So once the f16 cache at n_ctx would pass
 # AUTO_QUANTIZE_ABOVE_MB, "auto" = q8_0 K with f16 V and no flash attention (fast prefill, 282
 # KB per token on MiniCPM-2B instead of 368) on machines with at least AUTO_FAST_MIN_RAM_GB,
 # and q8_0 K/V (196 KB per token, slower prefill) below that; low_memory takes q4_0 K/V.
@@ -77,6 +72,12 @@ def total_ram_bytes() -> int:
         return int(psutil.virtual_memory().total)
     except Exception:  # pragma: no cover - psutil is a dependency
         return 0
+
+
+def default_cache_mb(ram_bytes: int | None = None) -> float:
+    ram = ram_bytes if ram_bytes is not None else total_ram_bytes()
+    low, high = DEFAULT_CACHE_MB_BOUNDS
+    return float(min(high, max(low, ram / 8 / 2**20)))
 
 
 def split_kv_type(kv_type: str) -> tuple[str, str]:

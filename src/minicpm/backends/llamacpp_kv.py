@@ -185,13 +185,15 @@ class KVSession:
         if m >= MIN_RESTORE_GAIN:
             stats.hits += 1
         stats.tokens_reused += m
-        t1 = time.perf_counter()
-        logits = self.decode(list(tokens[m:]), cancel=cancel)
-        # Where this request's time before its first token went (the bench prints it).
         self.last_prepare = {"reused": m, "source": source if m else "none",
                              "prefilled": len(tokens) - m,
                              "save_s": round(stats.save_seconds - save0, 4),
-                             "restore_s": round(stats.restore_seconds - restore0, 4),
-                             "prefill_s": round(time.perf_counter() - t1, 4),
-                             "prepare_s": round(time.perf_counter() - t0, 4)}
+                             "restore_s": round(stats.restore_seconds - restore0, 4)}
+        t1 = time.perf_counter()
+        try:
+            logits = self.decode(list(tokens[m:]), cancel=cancel)
+        finally:
+            # Where this request's time before its first token went (the bench prints it).
+            done = time.perf_counter()
+            self.last_prepare.update(prefill_s=round(done - t1, 4), prepare_s=round(done - t0, 4))
         return logits
