@@ -87,6 +87,31 @@ describe('KernelVariables', () => {
     expect(await s.used('df')).toEqual([]);
     expect(s.note).toBe('the kernel is busy');
   });
+  it('sends one request at a time, so its own request never makes the next one give up', async () => {
+    // A kernel that is busy while one of our silent requests runs, as a real one is.
+    const sent: any[] = [];
+    const k: any = {
+      id: 'k1',
+      status: 'idle',
+      requestExecute: (content: any) => {
+        sent.push(content);
+        k.status = 'busy';
+        const done = new Promise(resolve =>
+          setTimeout(() => {
+            k.status = 'idle';
+            resolve({ content: ok({ variables: [{ name: 'df', type: 'DataFrame', summary: '' }], descriptions: [], missing: ['d'] }) });
+          }, 20)
+        );
+        return { done } as any;
+      }
+    };
+    const vars = new KernelVariables(() => k);
+    const [described, listed] = await Promise.all([vars.describe(['d'], 512, 100), vars.list()]);
+    expect(described.missing).toEqual(['d']);
+    expect(listed.map(v => v.name)).toEqual(['df']);
+    expect(sent).toHaveLength(2);
+    expect(vars.note).toBe('');
+  });
 });
 
 const desc = (name: string, tokens: number): IVariableDescription => ({

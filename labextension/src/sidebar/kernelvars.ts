@@ -49,13 +49,23 @@ export class KernelVariables {
   /** why the last request gave nothing ('' when it worked) */
   note = '';
   private listCache: { kernel: string; at: number; list: IKernelVariable[] } | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private kernel: () => IKernelLike | null | undefined,
     private timeoutMs = 5000
   ) {}
 
-  async request(req: Record<string, unknown>): Promise<Record<string, any> | null> {
+  /** One silent request at a time: a second one sent while the first runs would find the
+   * kernel busy (with our own request) and give up, e.g. the `@` completion's list while a
+   * mention is being described. */
+  request(req: Record<string, unknown>): Promise<Record<string, any> | null> {
+    const run = this.queue.then(() => this.send(req));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async send(req: Record<string, unknown>): Promise<Record<string, any> | null> {
     const k = this.kernel();
     if (!k) {
       this.note = 'no kernel: open a notebook with a running kernel';
