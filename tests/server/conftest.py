@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,3 +91,43 @@ def chat() -> Any:
 @pytest.fixture
 def collect() -> Any:
     return ws_collect
+
+
+def run_real_server(tmp: Path, *options: str) -> Iterator[str]:
+    """A `jupyter server` process with the extension and the stand-in, token ``t0k``; yields
+    its URL once the model is ready. For the synchronous openai client, which needs a server
+    on another loop than the test's. ``options``: more command-line settings."""
+    from tornado.testing import bind_unused_port
+
+    sock, port = bind_unused_port()
+    sock.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--allow-root", f"--port={port}",
+         "--ip=127.0.0.1", "--IdentityProvider.token=t0k", "--ServerApp.open_browser=False",
+         f"--ServerApp.root_dir={tmp}", "--MiniCPM.model=stand-in", "--MiniCPM.n_ctx=1024",
+         f"--MiniCPM.chats_dir={tmp / 'chats'}", *options],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                req = urllib.request.Request(url + "/minicpm/status",
+                                             headers={"Authorization": "token t0k"})
+                if json.loads(urllib.request.urlopen(req, timeout=2).read())["state"] == "ready":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("jupyter server with minicpm_server did not become ready")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def start_real_server() -> Any:
+    """``run_real_server`` for module fixtures (test modules do not import conftest)."""
+    return run_real_server

@@ -112,42 +112,9 @@ async def test_sse_stream_and_plain(jp_fetch: Any, ready: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_server(tmp_path_factory: Any) -> Any:
-    """A `jupyter server` process with the extension (the openai client is synchronous, so it
-    needs a server on another loop than the test's)."""
-    import subprocess
-    import sys
-    import urllib.request
-
-    from tornado.testing import bind_unused_port
-
-    sock, port = bind_unused_port()
-    sock.close()
-    tmp = tmp_path_factory.mktemp("srv")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--allow-root", f"--port={port}",
-         "--ip=127.0.0.1", "--IdentityProvider.token=t0k", "--ServerApp.open_browser=False",
-         f"--ServerApp.root_dir={tmp}", "--MiniCPM.model=stand-in", "--MiniCPM.n_ctx=1024",
-         f"--MiniCPM.chats_dir={tmp / 'chats'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                req = urllib.request.Request(url + "/minicpm/status",
-                                             headers={"Authorization": "token t0k"})
-                if json.loads(urllib.request.urlopen(req, timeout=2).read())["state"] == "ready":
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("jupyter server with minicpm_server did not become ready")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
+def real_server(tmp_path_factory: Any, start_real_server: Any) -> Any:
+    """A `jupyter server` process with the extension, for the real openai client."""
+    yield from start_real_server(tmp_path_factory.mktemp("srv"))
 
 
 def test_openai_client(real_server: str) -> None:
