@@ -1,0 +1,451 @@
+"""GGUF models other tools already downloaded: Ollama, LM Studio, the Hugging Face cache and
+llama.cpp's cache. Found by reading their folders (no running service needed), loaded in place.
+
+Safety: a file is used only when, symlinks resolved, it lies inside its store; Ollama digests must
+be 64 hex digits. Speed: only the head of each model file is read (its GGUF metadata up to the
+vocabulary), cached by (path, mtime, size); Ollama's other blobs are never opened."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OLLAMA, LMSTUDIO, HFCACHE, LLAMACPP, FOLDER = (
+    "ollama", "lm studio", "hf cache", "llama.cpp cache", "models folder")
+PREFIX = {OLLAMA: "ollama:", LMSTUDIO: "lmstudio:", HFCACHE: "hf:", LLAMACPP: "llama.cpp:", FOLDER: ""}
+SOURCE_ORDER = (FOLDER, OLLAMA, LMSTUDIO, HFCACHE, LLAMACPP)
+
+OLLAMA_MODEL = "application/vnd.ollama.image.model"
+OLLAMA_PROJECTOR = "application/vnd.ollama.image.projector"
+_DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
+_SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+# Architectures that only embed text (no generation); files with a pooling type are too.
+EMBEDDING_ARCHS = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
+                   "t5encoder", "modern-bert", "neo-bert", "eurobert", "gemma-embedding"}
+_HEAD_LIMIT = 4 << 20  # never read more than this of a file's metadata
+_MAX_ENTRIES = 20000  # per store walk: a pathological tree stops here
+KIND_TEXT = {"embedding": "an embedding model", "projector": "a vision projector alone",
+             "adapter": "a LoRA adapter", "unreadable": "not a readable GGUF file",
+             "unsupported": "an architecture this llama.cpp backend does not run"}
+
+
+@dataclass
+class Found:
+    """One model file in a store."""
+
+    source: str
+    name: str  # what load() accepts: "ollama:minicpm-v:latest", "lmstudio:pub/repo/f.gguf"
+    label: str  # what people call it: Ollama's name:tag, the file name
+    path: Path  # the real file, inside its store
+    size: int
+    arch: str | None = None
+    kind: str = "chat"  # chat | embedding | projector | adapter | unsupported | unreadable
+    minicpm: bool = False
+    mmproj: Path | None = None
+    context_length: int | None = None
+    where: str = ""  # the repo or folder it belongs to, for display
+
+    @property
+    def chat(self) -> bool:
+        return self.kind == "chat"
+
+    def row(self) -> dict[str, Any]:
+        """The shape of catalogue.list_models rows."""
+        what = "" if self.chat else f"not offered for chat: {KIND_TEXT.get(self.kind, self.kind)}"
+        return {"name": self.name, "label": self.label, "source": self.source, "hub_id": None,
+                "format": "gguf", "size_bytes": self.size, "backends": ("llama.cpp",),
+                "template": "file", "vision": self.mmproj is not None, "local_path": str(self.path),
+                "mmproj": str(self.mmproj) if self.mmproj else None, "available": True,
+                "stand_in": False, "minicpm": self.minicpm, "chat": self.chat, "kind": self.kind,
+                "architecture": self.arch, "context_length": self.context_length,
+                "where": self.where, "notes": what or f"{self.source}, loaded in place"}
+
+
+@dataclass(frozen=True)
+class Store:
+    source: str
+    root: Path
+
+
+# --- where the stores are ------------------------------------------------------------------
+def _home() -> Path:
+    return Path(os.path.expanduser("~"))
+
+
+def _cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or _home() / ".cache")
+
+
+def hf_hub_dir() -> Path:
+    """HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub (huggingface_hub's rules)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    return Path(os.environ.get("HF_HOME") or _cache_home() / "huggingface").expanduser() / "hub"
+
+
+def stores() -> list[Store]:
+    """Every store folder that exists. MINICPM_DISCOVER=0 turns discovery off."""
+    if os.environ.get("MINICPM_DISCOVER", "1").strip().lower() in ("0", "no", "off", "false"):
+        return []
+    home = _home()
+    out: list[Store] = []
+    if os.environ.get("OLLAMA_MODELS"):
+        out.append(Store(OLLAMA, Path(os.environ["OLLAMA_MODELS"]).expanduser()))
+    else:
+        out.append(Store(OLLAMA, home / ".ollama" / "models"))
+        if sys.platform.startswith("linux"):  # the Linux installer's service user
+            out.append(Store(OLLAMA, Path("/usr/share/ollama/.ollama/models")))
+    # LM Studio has no environment variable; its CLI records a moved home in this pointer file.
+    pointer = _read_small(home / ".lmstudio-home-pointer")
+    if pointer:
+        out.append(Store(LMSTUDIO, Path(pointer).expanduser() / "models"))
+    out += [Store(LMSTUDIO, home / ".lmstudio" / "models"),
+            Store(LMSTUDIO, home / ".cache" / "lm-studio" / "models"),
+            Store(HFCACHE, hf_hub_dir())]
+    if os.environ.get("LLAMA_CACHE"):
+        out.append(Store(LLAMACPP, Path(os.environ["LLAMA_CACHE"]).expanduser()))
+    elif sys.platform == "darwin":
+        out.append(Store(LLAMACPP, home / "Library" / "Caches" / "llama.cpp"))
+    else:
+        out.append(Store(LLAMACPP, _cache_home() / "llama.cpp"))
+    seen: set[str] = set()
+    result = []
+    for s in out:
+        real = os.path.realpath(s.root)
+        if real not in seen and os.path.isdir(real):
+            seen.add(real)
+            result.append(s)
+    return result
+
+
+def _read_small(p: Path, limit: int = 4096) -> str:
+    try:
+        with open(p, encoding="utf-8", errors="replace") as f:
+            return f.read(limit).strip()
+    except OSError:
+        return ""
+
+
+# --- reading a GGUF header cheaply ---------------------------------------------------------
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+            10: "<Q", 11: "<q", 12: "<d"}
+_cache: dict[tuple[str, int, int], dict[str, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+class _Stop(Exception):
+    pass
+
+
+def read_head(path: Path) -> dict[str, Any]:
+    """The GGUF metadata before the first big array (the vocabulary): architecture, type, name,
+    pre-tokenizer, pooling… {} when the file is not GGUF. Reads at most a few MB, usually KBs."""
+    meta: dict[str, Any] = {}
+    with open(path, "rb") as f:
+        used = 0
+
+        def take(n: int) -> bytes:
+            nonlocal used
+            used += n
+            if n < 0 or used > _HEAD_LIMIT:
+                raise _Stop
+            b = f.read(n)
+            if len(b) != n:
+                raise _Stop
+            return b
+
+        def value(t: int) -> Any:
+            if t in _SCALARS:
+                fmt = _SCALARS[t]
+                return struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
+            if t == 8:
+                return take(struct.unpack("<Q", take(8))[0]).decode("utf-8", "replace")
+            if t == 9:
+                it, count = struct.unpack("<IQ", take(12))
+                if count > 64:  # the vocabulary: everything we want comes before it
+                    raise _Stop
+                return [value(it) for _ in range(count)]
+            raise _Stop
+
+        try:
+            if take(4) != b"GGUF":
+                return {}
+            version, _n_tensors, n_kv = struct.unpack("<IQQ", take(20))
+            meta["gguf.version"] = version
+            for _ in range(min(n_kv, 100_000)):
+                key = value(8)
+                meta[key] = value(struct.unpack("<I", take(4))[0])
+        except (_Stop, struct.error):
+            pass
+    return meta
+
+
+def _head(path: Path, st: os.stat_result) -> dict[str, Any]:
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is None:
+        try:
+            hit = read_head(path)
+        except OSError:
+            hit = {}
+        with _cache_lock:
+            if len(_cache) > 4096:
+                _cache.clear()
+            _cache[key] = hit
+    return hit
+
+
+def classify(meta: dict[str, Any]) -> tuple[str | None, str]:
+    """(architecture, kind) from a file's head."""
+    from .gguf_check import SUPPORTED_ARCHS
+
+    arch = meta.get("general.architecture")
+    if not isinstance(arch, str):
+        return None, "unreadable"
+    gtype = str(meta.get("general.type") or "")
+    if arch == "clip" or gtype == "mmproj":
+        return arch, "projector"
+    if gtype == "adapter":
+        return arch, "adapter"
+    if arch in EMBEDDING_ARCHS or meta.get(f"{arch}.pooling_type") not in (None, 0):
+        return arch, "embedding"
+    if arch not in SUPPORTED_ARCHS:
+        return arch, "unsupported"
+    return arch, "chat"
+
+
+def is_minicpm(meta: dict[str, Any], *names: str) -> bool:
+    arch = str(meta.get("general.architecture") or "")
+    text = " ".join([str(meta.get("general.name") or ""), str(meta.get("general.basename") or ""),
+                     *names]).lower()
+    return arch.startswith("minicpm") or meta.get("tokenizer.ggml.pre") == "minicpm5" \
+        or "minicpm" in text
+
+
+def _make(source: str, name: str, label: str, path: Path, st: os.stat_result, where: str = "",
+          mmproj: Path | None = None, size: int | None = None) -> Found:
+    meta = _head(path, st)
+    arch, kind = classify(meta)
+    ctx = meta.get(f"{arch}.context_length") if arch else None
+    return Found(source, name, label, path, st.st_size if size is None else size, arch, kind,
+                 is_minicpm(meta, label, where), mmproj,
+                 int(ctx) if isinstance(ctx, int) else None, where)
+
+
+# --- walking the stores ----------------------------------------------------------------------
+def _inside(p: str | Path, root_real: str) -> Path | None:
+    """p with symlinks resolved, if that is root_real or below it; else None."""
+    real = os.path.realpath(p)
+    if real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep):
+        return Path(real)
+    return None
+
+
+def _walk(top: Path, depth: int) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """Files up to ``depth`` levels below top, with their relative parts. Symlinked folders are
+    not entered (a link could lead out of the store); files are checked by the caller."""
+    budget = [_MAX_ENTRIES]
+
+    def rec(d: Path, parts: tuple[str, ...]) -> Iterator[tuple[Path, tuple[str, ...]]]:
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return
+            if e.name.startswith("."):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                if len(parts) + 1 < depth:
+                    yield from rec(Path(e.path), (*parts, e.name))
+            else:
+                yield Path(e.path), (*parts, e.name)
+
+    yield from rec(top, ())
+
+
+def _stat_file(p: Path) -> os.stat_result | None:
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    import stat
+
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _ollama_blob(root: Path, root_real: str, digest: Any) -> tuple[Path, os.stat_result] | None:
+    m = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
+    if m is None:
+        return None
+    real = _inside(root / "blobs" / f"sha256-{m.group(1)}", root_real)
+    st = _stat_file(real) if real else None
+    return (real, st) if real and st else None  # type: ignore[return-value]
+
+
+def scan_ollama(root: Path) -> Iterator[Found]:
+    """manifests/<host>/<namespace>/<model>/<tag> (JSON) → blobs/sha256-<hex>."""
+    root_real = os.path.realpath(root)
+    for mf, parts in _walk(root / "manifests", 4):
+        if len(parts) != 4 or _inside(mf, root_real) is None:
+            continue
+        try:
+            with open(mf, "rb") as f:
+                data = json.loads(f.read(1 << 20))
+            layers = data["layers"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        digests = {lay.get("mediaType"): lay.get("digest") for lay in layers
+                   if isinstance(lay, dict)} if isinstance(layers, list) else {}
+        blob = _ollama_blob(root, root_real, digests.get(OLLAMA_MODEL))
+        if blob is None:  # no model layer, or its blob is gone (a dangling manifest)
+            continue
+        proj = _ollama_blob(root, root_real, digests.get(OLLAMA_PROJECTOR))
+        host, ns, model, tag = parts
+        label = f"{model}:{tag}" if (host, ns) == ("registry.ollama.ai", "library") else \
+            f"{ns}/{model}:{tag}" if host == "registry.ollama.ai" else f"{host}/{ns}/{model}:{tag}"
+        yield _make(OLLAMA, PREFIX[OLLAMA] + label, label, blob[0], blob[1],
+                    where="ollama", mmproj=proj[0] if proj else None)
+
+
+def _scan_files(source: str, root: Path, files: Iterable[tuple[Path, tuple[str, ...]]],
+                prefix_name: bool = True) -> Iterator[Found]:
+    """GGUF files laid out in folders (LM Studio, HF snapshots, llama.cpp's cache): projectors
+    beside a model are paired with it; only the first shard of a split model is listed."""
+    root_real = os.path.realpath(root)
+    by_dir: dict[Path, list[tuple[Path, Path, tuple[str, ...], os.stat_result]]] = {}
+    for p, parts in files:
+        if not p.name.lower().endswith(".gguf"):
+            continue
+        real = _inside(p, root_real)
+        st = _stat_file(real) if real else None
+        if real is None or st is None:
+            continue
+        by_dir.setdefault(p.parent, []).append((p, real, parts, st))
+    for _d, items in sorted(by_dir.items()):
+        projs = [(p, real, st) for p, real, _parts, st in items
+                 if p.name.lower().startswith("mmproj") or classify(_head(real, st))[1] == "projector"]
+        proj_paths = {p for p, _r, _s in projs}
+        for p, real, parts, st in items:
+            shard = _SHARD.search(p.name)
+            if shard and shard.group(1) != "00001":
+                continue
+            size = sum(s.st_size for q, _r, _p, s in items if _SHARD.search(q.name)
+                       and q.name[:shard.start()] == p.name[:shard.start()]) if shard else None
+            rel = "/".join(parts)
+            where = "/".join(parts[:-1])
+            f = _make(source, (PREFIX[source] if prefix_name else "") + rel, p.name, real, st,
+                      where=where, size=size)
+            if p not in proj_paths and f.chat and projs:
+                f.mmproj = projs[0][1]
+            yield f
+
+
+def scan_lmstudio(root: Path) -> Iterator[Found]:
+    """<publisher>/<repo>/*.gguf."""
+    yield from _scan_files(LMSTUDIO, root, _walk(root, 3))
+
+
+def _hf_files(root: Path) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """models--org--repo/snapshots/<rev>/… → (file, ("org/repo", …)); newest snapshot wins."""
+    try:
+        repos = sorted(e for e in os.scandir(root) if e.name.startswith("models--")
+                       and e.is_dir(follow_symlinks=False))
+    except OSError:
+        return
+    for repo in repos:
+        repo_id = repo.name[len("models--"):].replace("--", "/")
+        snaps_dir = Path(repo.path) / "snapshots"
+        try:
+            snaps = sorted((e for e in os.scandir(snaps_dir) if e.is_dir(follow_symlinks=False)),
+                           key=lambda e: e.stat(follow_symlinks=False).st_mtime, reverse=True)
+        except OSError:
+            continue
+        seen: set[tuple[str, ...]] = set()
+        for snap in snaps:
+            for p, parts in _walk(Path(snap.path), 2):
+                if parts not in seen:
+                    seen.add(parts)
+                    yield p, (repo_id, *parts)
+
+
+def scan_hf(root: Path, source: str = HFCACHE) -> Iterator[Found]:
+    yield from _scan_files(source, root, _hf_files(root))
+
+
+def scan_llamacpp(root: Path) -> Iterator[Found]:
+    """llama.cpp's -hf downloads: files named <org>_<repo>_<file>.gguf, or (newer builds) the
+    Hugging Face cache layout."""
+    yield from _scan_files(LLAMACPP, root, _walk(root, 2))
+    yield from scan_hf(root, LLAMACPP)
+
+
+def scan_folder(root: Path) -> Iterator[Found]:
+    """A user's own models folder (MINICPM_MODELS, ~/.cache/minicpm): bare file stems as names,
+    and symlinks may point anywhere (the user put them there)."""
+    files = []
+    try:
+        for p in sorted(root.rglob("*.gguf")):
+            st = _stat_file(p)
+            if st is not None:
+                files.append((p, st))
+    except OSError:
+        return
+    for p, st in files:
+        f = _make(FOLDER, p.stem, p.stem, p, st, where=str(p.parent))
+        if f.chat and "mmproj" not in p.name.lower():
+            mm = sorted(p.parent.glob("mmproj*.gguf"))
+            f.mmproj = mm[0] if mm else None
+        elif "mmproj" in p.name.lower():
+            f.kind = "projector"
+        yield f
+
+
+_SCANNERS = {OLLAMA: scan_ollama, LMSTUDIO: scan_lmstudio, HFCACHE: scan_hf, LLAMACPP: scan_llamacpp}
+
+
+@dataclass
+class Discovery:
+    found: list[Found] = field(default_factory=list)
+    scanned: list[Store] = field(default_factory=list)
+
+
+def discover(folders: Iterable[Path] = (), store_list: list[Store] | None = None) -> Discovery:
+    """Every GGUF in the stores (and the given models folders), MiniCPM first, chat models before
+    the rest. A store that cannot be read is skipped."""
+    out = Discovery(scanned=stores() if store_list is None else store_list)
+    for d in folders:
+        if d.is_dir():
+            out.found += scan_folder(d)
+    for s in out.scanned:
+        try:
+            out.found += _SCANNERS[s.source](s.root)
+        except OSError:
+            continue
+    out.found.sort(key=lambda f: (not f.minicpm, not f.chat, SOURCE_ORDER.index(f.source),
+                                  f.label.lower()))
+    return out
+
+
+def lookup(text: str, found: list[Found]) -> list[Found]:
+    """Entries a name refers to: the exact loadable name, else the readable label (Ollama's
+    "minicpm-v" meaning "minicpm-v:latest", as in Ollama). Several means ambiguous."""
+    t = text.strip().lower()
+    exact = [f for f in found if f.name.lower() == t]
+    if exact:
+        return exact[:1]
+    by_label = [f for f in found if f.label.lower() == t
+                or (f.source == OLLAMA and ":" not in t and f.label.lower() == t + ":latest")]
+    chat = [f for f in by_label if f.chat] or by_label
+    return list({f.path: f for f in chat}.values())
