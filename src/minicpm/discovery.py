@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import struct
 import sys
 import threading
@@ -250,134 +251,168 @@ def _inside(p: str | Path, root_real: str) -> Path | None:
     return None
 
 
-def _walk(top: Path, depth: int) -> Iterator[tuple[Path, tuple[str, ...]]]:
-    """Files up to ``depth`` levels below top, with their relative parts. Symlinked folders are
-    not entered (a link could lead out of the store); files are checked by the caller."""
+def _walk(top: str, depth: int) -> Iterator[tuple[str, tuple[str, ...], bool]]:
+    """(path, parts relative to top, is a symlink) of the non-folders up to ``depth`` levels
+    below top. Symlinked folders are not entered (a link could lead out of the store), so an
+    entry that is not itself a link lies inside top; links are checked by ``_checked``."""
     budget = [_MAX_ENTRIES]
 
-    def rec(d: Path, parts: tuple[str, ...]) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    def rec(d: str, parts: tuple[str, ...]) -> Iterator[tuple[str, tuple[str, ...], bool]]:
         try:
-            entries = sorted(os.scandir(d), key=lambda e: e.name)
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError:
             return
         for e in entries:
             budget[0] -= 1
-            if budget[0] < 0:
-                return
-            if e.name.startswith("."):
+            if budget[0] < 0 or e.name.startswith("."):
                 continue
             if e.is_dir(follow_symlinks=False):
                 if len(parts) + 1 < depth:
-                    yield from rec(Path(e.path), (*parts, e.name))
+                    yield from rec(e.path, (*parts, e.name))
             else:
-                yield Path(e.path), (*parts, e.name)
+                yield e.path, (*parts, e.name), e.is_symlink()
 
     yield from rec(top, ())
 
 
-def _stat_file(p: Path) -> os.stat_result | None:
+def _checked(path: str, is_link: bool, root_real: str) -> tuple[str, os.stat_result] | None:
+    """A regular file inside the store: (its real path, its stat), else None."""
+    if is_link:
+        real = _inside(path, root_real)
+        if real is None:
+            return None
+        path = str(real)
     try:
-        st = os.stat(p)
+        st = os.stat(path)
     except OSError:
         return None
-    import stat
-
-    return st if stat.S_ISREG(st.st_mode) else None
+    return (path, st) if stat.S_ISREG(st.st_mode) else None
 
 
-def _ollama_blob(root: Path, root_real: str, digest: Any) -> tuple[Path, os.stat_result] | None:
+def _subdir(root_real: str, name: str) -> str | None:
+    """root/name as a real folder inside the store (it may be a link within it)."""
+    real = _inside(os.path.join(root_real, name), root_real)
+    return str(real) if real is not None and real.is_dir() else None
+
+
+def _ollama_blob(blobs: str, root_real: str, digest: Any) -> tuple[str, os.stat_result] | None:
     m = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
     if m is None:
         return None
-    real = _inside(root / "blobs" / f"sha256-{m.group(1)}", root_real)
-    st = _stat_file(real) if real else None
-    return (real, st) if real and st else None  # type: ignore[return-value]
+    p = os.path.join(blobs, f"sha256-{m.group(1)}")
+    try:
+        lst = os.lstat(p)
+    except OSError:
+        return None  # a dangling manifest: its blob was deleted
+    if stat.S_ISLNK(lst.st_mode):
+        return _checked(p, True, root_real)
+    return (p, lst) if stat.S_ISREG(lst.st_mode) else None
+
+
+_manifests: dict[tuple[str, int, int], tuple[Any, Any]] = {}
+
+
+def _manifest_layers(path: str, st: os.stat_result) -> tuple[Any, Any]:
+    """(model digest, projector digest) of a manifest, cached by (path, mtime, size)."""
+    key = (path, st.st_mtime_ns, st.st_size)
+    hit = _manifests.get(key)
+    if hit is None:
+        try:
+            with open(path, "rb") as f:
+                layers = json.loads(f.read(1 << 20))["layers"]
+            digests = {lay.get("mediaType"): lay.get("digest") for lay in layers
+                       if isinstance(lay, dict)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            digests = {}
+        hit = (digests.get(OLLAMA_MODEL), digests.get(OLLAMA_PROJECTOR))
+        if len(_manifests) > 4096:
+            _manifests.clear()
+        _manifests[key] = hit
+    return hit
 
 
 def scan_ollama(root: Path) -> Iterator[Found]:
     """manifests/<host>/<namespace>/<model>/<tag> (JSON) → blobs/sha256-<hex>."""
     root_real = os.path.realpath(root)
-    for mf, parts in _walk(root / "manifests", 4):
-        if len(parts) != 4 or _inside(mf, root_real) is None:
+    manifests, blobs = _subdir(root_real, "manifests"), _subdir(root_real, "blobs")
+    if manifests is None or blobs is None:
+        return
+    for path, parts, link in _walk(manifests, 4):
+        checked = _checked(path, link, root_real) if len(parts) == 4 else None
+        if checked is None:
             continue
-        try:
-            with open(mf, "rb") as f:
-                data = json.loads(f.read(1 << 20))
-            layers = data["layers"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        digests = {lay.get("mediaType"): lay.get("digest") for lay in layers
-                   if isinstance(lay, dict)} if isinstance(layers, list) else {}
-        blob = _ollama_blob(root, root_real, digests.get(OLLAMA_MODEL))
+        model, projector = _manifest_layers(*checked)
+        blob = _ollama_blob(blobs, root_real, model)
         if blob is None:  # no model layer, or its blob is gone (a dangling manifest)
             continue
-        proj = _ollama_blob(root, root_real, digests.get(OLLAMA_PROJECTOR))
-        host, ns, model, tag = parts
-        label = f"{model}:{tag}" if (host, ns) == ("registry.ollama.ai", "library") else \
-            f"{ns}/{model}:{tag}" if host == "registry.ollama.ai" else f"{host}/{ns}/{model}:{tag}"
-        yield _make(OLLAMA, PREFIX[OLLAMA] + label, label, blob[0], blob[1],
-                    where="ollama", mmproj=proj[0] if proj else None)
+        proj = _ollama_blob(blobs, root_real, projector)
+        host, ns, name, tag = parts
+        label = f"{name}:{tag}" if (host, ns) == ("registry.ollama.ai", "library") else \
+            f"{ns}/{name}:{tag}" if host == "registry.ollama.ai" else f"{host}/{ns}/{name}:{tag}"
+        yield _make(OLLAMA, PREFIX[OLLAMA] + label, label, Path(blob[0]), blob[1],
+                    where="ollama", mmproj=Path(proj[0]) if proj else None)
 
 
-def _scan_files(source: str, root: Path, files: Iterable[tuple[Path, tuple[str, ...]]],
-                prefix_name: bool = True) -> Iterator[Found]:
+def _scan_files(source: str, root: Path,
+                files: Iterable[tuple[str, tuple[str, ...], bool]]) -> Iterator[Found]:
     """GGUF files laid out in folders (LM Studio, HF snapshots, llama.cpp's cache): projectors
     beside a model are paired with it; only the first shard of a split model is listed."""
     root_real = os.path.realpath(root)
-    by_dir: dict[Path, list[tuple[Path, Path, tuple[str, ...], os.stat_result]]] = {}
-    for p, parts in files:
-        if not p.name.lower().endswith(".gguf"):
+    by_dir: dict[str, list[tuple[str, Path, tuple[str, ...], os.stat_result]]] = {}
+    for p, parts, link in files:
+        if not p.lower().endswith(".gguf"):
             continue
-        real = _inside(p, root_real)
-        st = _stat_file(real) if real else None
-        if real is None or st is None:
-            continue
-        by_dir.setdefault(p.parent, []).append((p, real, parts, st))
+        checked = _checked(p, link, root_real)
+        if checked is not None:
+            by_dir.setdefault(os.path.dirname(p), []).append(
+                (os.path.basename(p), Path(checked[0]), parts, checked[1]))
     for _d, items in sorted(by_dir.items()):
-        projs = [(p, real, st) for p, real, _parts, st in items
-                 if p.name.lower().startswith("mmproj") or classify(_head(real, st))[1] == "projector"]
-        proj_paths = {p for p, _r, _s in projs}
-        for p, real, parts, st in items:
-            shard = _SHARD.search(p.name)
+        projs = [real for name, real, _parts, st in items if name.lower().startswith("mmproj")
+                 or classify(_head(real, st))[1] == "projector"]
+        for name, real, parts, st in items:
+            shard = _SHARD.search(name)
             if shard and shard.group(1) != "00001":
                 continue
-            size = sum(s.st_size for q, _r, _p, s in items if _SHARD.search(q.name)
-                       and q.name[:shard.start()] == p.name[:shard.start()]) if shard else None
-            rel = "/".join(parts)
-            where = "/".join(parts[:-1])
-            f = _make(source, (PREFIX[source] if prefix_name else "") + rel, p.name, real, st,
-                      where=where, size=size)
-            if p not in proj_paths and f.chat and projs:
-                f.mmproj = projs[0][1]
+            size = sum(s.st_size for q, _r, _p, s in items if q[:shard.start()] == name[:shard.start()]
+                       and _SHARD.search(q)) if shard else None
+            f = _make(source, PREFIX[source] + "/".join(parts), name, real, st,
+                      where="/".join(parts[:-1]), size=size)
+            if real not in projs and f.chat and projs:
+                f.mmproj = projs[0]
             yield f
 
 
 def scan_lmstudio(root: Path) -> Iterator[Found]:
     """<publisher>/<repo>/*.gguf."""
-    yield from _scan_files(LMSTUDIO, root, _walk(root, 3))
+    top = _subdir(os.path.realpath(root), ".")
+    if top is not None:
+        yield from _scan_files(LMSTUDIO, root, _walk(top, 3))
 
 
-def _hf_files(root: Path) -> Iterator[tuple[Path, tuple[str, ...]]]:
+def _hf_files(root: Path) -> Iterator[tuple[str, tuple[str, ...], bool]]:
     """models--org--repo/snapshots/<rev>/… → (file, ("org/repo", …)); newest snapshot wins."""
+    top = os.path.realpath(root)
     try:
-        repos = sorted(e for e in os.scandir(root) if e.name.startswith("models--")
-                       and e.is_dir(follow_symlinks=False))
+        with os.scandir(top) as it:
+            repos = sorted((e.name, e.path) for e in it if e.name.startswith("models--")
+                           and e.is_dir(follow_symlinks=False))
     except OSError:
         return
-    for repo in repos:
-        repo_id = repo.name[len("models--"):].replace("--", "/")
-        snaps_dir = Path(repo.path) / "snapshots"
+    for name, path in repos:
+        repo_id = name[len("models--"):].replace("--", "/")
         try:
-            snaps = sorted((e for e in os.scandir(snaps_dir) if e.is_dir(follow_symlinks=False)),
-                           key=lambda e: e.stat(follow_symlinks=False).st_mtime, reverse=True)
+            with os.scandir(os.path.join(path, "snapshots")) as it:
+                snaps = sorted((e for e in it if e.is_dir(follow_symlinks=False)),
+                               key=lambda e: e.stat(follow_symlinks=False).st_mtime, reverse=True)
         except OSError:
             continue
         seen: set[tuple[str, ...]] = set()
         for snap in snaps:
-            for p, parts in _walk(Path(snap.path), 2):
+            for p, parts, link in _walk(snap.path, 2):
                 if parts not in seen:
                     seen.add(parts)
-                    yield p, (repo_id, *parts)
+                    yield p, (repo_id, *parts), link
 
 
 def scan_hf(root: Path, source: str = HFCACHE) -> Iterator[Found]:
@@ -387,8 +422,18 @@ def scan_hf(root: Path, source: str = HFCACHE) -> Iterator[Found]:
 def scan_llamacpp(root: Path) -> Iterator[Found]:
     """llama.cpp's -hf downloads: files named <org>_<repo>_<file>.gguf, or (newer builds) the
     Hugging Face cache layout."""
-    yield from _scan_files(LLAMACPP, root, _walk(root, 2))
-    yield from scan_hf(root, LLAMACPP)
+    top = _subdir(os.path.realpath(root), ".")
+    if top is not None:
+        yield from _scan_files(LLAMACPP, root, _walk(top, 2))
+        yield from scan_hf(root, LLAMACPP)
+
+
+def _stat_file(p: Path) -> os.stat_result | None:
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 def scan_folder(root: Path) -> Iterator[Found]:
