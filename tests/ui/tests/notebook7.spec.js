@@ -1,7 +1,8 @@
 /**
  * The MiniCPM panel in Jupyter Notebook 7 (not JupyterLab): opened from View › Right Sidebar,
  * the picker names a model another tool downloaded (a fake Ollama store) with its source, a cell
- * goes in as a context chip, and the stand-in answers. Run by notebook7.config.js.
+ * goes in as a context chip, and the stand-in answers; inline completion shows ghost text in a
+ * notebook page and Tab accepts it. Run by notebook7.config.js.
  */
 const fs = require('fs');
 const path = require('path');
@@ -64,4 +65,53 @@ test('Notebook 7: View › Right Sidebar › Show MiniCPM, a cell chip, an answe
   const chat = rec.sent.find(f => f.type === 'chat');
   expect(chat.context.find(p => p.kind === 'cell').text).toContain('x = 21');
   expect(rec.received.some(f => f.type === 'delta')).toBe(true);
+});
+
+test('Notebook 7: inline completion streams ghost text and Tab accepts it', async ({ page, request }) => {
+  const name = `nb7-complete-${Date.now()}.ipynb`;
+  const content = {
+    cells: [
+      { cell_type: 'code', execution_count: null, metadata: {}, outputs: [], source: 'import math\nvalues = [1, 2, 3, 4]' },
+      { cell_type: 'code', execution_count: null, metadata: {}, outputs: [], source: '' }
+    ],
+    metadata: { kernelspec: { display_name: 'Python 3', language: 'python', name: 'python3' } },
+    nbformat: 4,
+    nbformat_minor: 5
+  };
+  const put = await request.put(`/api/contents/${name}`, { data: { type: 'notebook', format: 'json', content } });
+  expect(put.ok()).toBeTruthy();
+  const sent = [];
+  const received = [];
+  page.on('websocket', ws => {
+    if (ws.url().includes('minicpm/complete')) {
+      ws.on('framesent', f => sent.push(JSON.parse(f.payload)));
+      ws.on('framereceived', f => received.push(JSON.parse(f.payload)));
+    }
+  });
+  await page.goto(`/notebooks/${name}`);
+  const editor = page.locator('.jp-Notebook .jp-Cell').nth(1).locator('.cm-content');
+  await expect(editor).toBeVisible({ timeout: 60000 });
+  await editor.click();
+  await page.keyboard.type('import nu', { delay: 20 });
+  const ghost = page.locator('.jp-GhostText');
+  await expect(ghost).toBeVisible({ timeout: 90000 });
+  await expect.poll(() => received.filter(f => f.type === 'done' && f.text).length, { timeout: 60000 }).toBeGreaterThan(0);
+  const shown = received.filter(f => f.type === 'done' && f.text).pop().text;
+  await expect(ghost).toHaveText(shown);
+  await page.screenshot({ path: `${SHOTS}/nb7-03-ghost-text.png` });
+  expect(sent.filter(f => f.type === 'complete').pop().prefix).toBe('import nu');
+  await page.keyboard.press('Tab');
+  // the cell's text without any ghost text (a next suggestion may already be showing)
+  const typed = () =>
+    editor.evaluate(el =>
+      [...el.querySelectorAll('.cm-line')]
+        .map(line => {
+          const copy = line.cloneNode(true);
+          copy.querySelectorAll('.jp-GhostText').forEach(g => g.remove());
+          return copy.textContent;
+        })
+        .join('\n')
+    );
+  await expect.poll(typed).toBe('import nu' + shown);
+  await page.screenshot({ path: `${SHOTS}/nb7-04-accepted.png` });
 });
