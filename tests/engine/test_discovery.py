@@ -223,3 +223,21 @@ def test_two_hundred_manifests_scan(laptop):
         _manifest(ollama, f"registry.ollama.ai/library/m{i:03d}/latest", [("model", f"sha256:{hexd}")])
     found = discovery.discover().found
     assert sum(f.name.startswith("ollama:m") for f in found) >= 200
+
+
+def test_cli_lists_and_generates_with_a_store_model(laptop):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run([sys.executable, "-m", "minicpm", "models"], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if "ollama:minicpm-v:latest" in x)
+    assert line.startswith("*") and "ollama" in line
+    assert next(x for x in r.stdout.splitlines() if "nomic-embed-text" in x).startswith("-")
+    r = subprocess.run([sys.executable, "-m", "minicpm", "generate", "--model",
+                        "ollama:qwen-tiny:1b", "--raw", "--prompt", "hello", "--max-tokens", "3",
+                        "--n-ctx", "128"], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "model:" in r.stderr

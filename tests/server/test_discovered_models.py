@@ -81,3 +81,15 @@ async def test_unknown_name_is_still_a_404(jp_fetch: Any, stores: dict[str, Path
         await jp_fetch("minicpm", "models", "load", method="POST",
                        body=json.dumps({"model": "ollama:nothing:latest"}))
     assert e.value.code == 404
+
+
+class TestConfiguredStoreModel:
+    """c.MiniCPM.model may name another tool's model: it loads at start, from its store."""
+
+    @pytest.fixture
+    def minicpm_config(self, stores: dict[str, Path]) -> dict[str, Any]:
+        return {"model": "ollama:minicpm-tiny:latest", "load_on_start": True, "n_ctx": 256}
+
+    async def test_starts_with_it(self, jp_fetch: Any, stores: dict[str, Path]) -> None:
+        s = await _ready(jp_fetch, stores["blob"])
+        assert s["state"] == "ready", s
