@@ -79,13 +79,13 @@ def main() -> int:
         os.environ.update(HOME=str(home), HF_HOME=str(home / "hf"),
                           MINICPM_CACHE=str(home / "cache"))
         build(home, args.ollama, args.lmstudio)
-        from minicpm import discovery
+        from minicpm import discovery, gguf_head
         from minicpm.catalogue import list_models
 
         n = len(discovery.discover().found)
         rows = {
             "scan cold (no header cache)": timed(discovery.discover, args.repeats,
-                                                 before=discovery._cache.clear),
+                                                 before=gguf_head._cache.clear),
             "scan warm": timed(discovery.discover, args.repeats),
             "list_models warm": timed(list_models, args.repeats),
         }

@@ -11,13 +11,13 @@ import json
 import os
 import re
 import stat
-import struct
 import sys
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .gguf_head import classify, head, is_minicpm
 
 OLLAMA, LMSTUDIO, HFCACHE, LLAMACPP, FOLDER = (
     "ollama", "lm studio", "hf cache", "llama.cpp cache", "models folder")
@@ -28,10 +28,6 @@ OLLAMA_MODEL = "application/vnd.ollama.image.model"
 OLLAMA_PROJECTOR = "application/vnd.ollama.image.projector"
 _DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
-# Architectures that only embed text (no generation); files with a pooling type are too.
-EMBEDDING_ARCHS = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
-                   "t5encoder", "modern-bert", "neo-bert", "eurobert", "gemma-embedding"}
-_HEAD_LIMIT = 4 << 20  # never read more than this of a file's metadata
 _MAX_ENTRIES = 20000  # per store walk: a pathological tree stops here
 KIND_TEXT = {"embedding": "an embedding model", "projector": "a vision projector alone",
              "adapter": "a LoRA adapter", "unreadable": "not a readable GGUF file",
@@ -135,106 +131,9 @@ def _read_small(p: Path, limit: int = 4096) -> str:
         return ""
 
 
-# --- reading a GGUF header cheaply ---------------------------------------------------------
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-            10: "<Q", 11: "<q", 12: "<d"}
-_cache: dict[tuple[str, int, int], dict[str, Any]] = {}
-_cache_lock = threading.Lock()
-
-
-class _Stop(Exception):
-    pass
-
-
-def read_head(path: Path) -> dict[str, Any]:
-    """The GGUF metadata before the first big array (the vocabulary): architecture, type, name,
-    pre-tokenizer, pooling… {} when the file is not GGUF. Reads at most a few MB, usually KBs."""
-    meta: dict[str, Any] = {}
-    with open(path, "rb") as f:
-        used = 0
-
-        def take(n: int) -> bytes:
-            nonlocal used
-            used += n
-            if n < 0 or used > _HEAD_LIMIT:
-                raise _Stop
-            b = f.read(n)
-            if len(b) != n:
-                raise _Stop
-            return b
-
-        def value(t: int) -> Any:
-            if t in _SCALARS:
-                fmt = _SCALARS[t]
-                return struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
-            if t == 8:
-                return take(struct.unpack("<Q", take(8))[0]).decode("utf-8", "replace")
-            if t == 9:
-                it, count = struct.unpack("<IQ", take(12))
-                if count > 64:  # the vocabulary: everything we want comes before it
-                    raise _Stop
-                return [value(it) for _ in range(count)]
-            raise _Stop
-
-        try:
-            if take(4) != b"GGUF":
-                return {}
-            version, _n_tensors, n_kv = struct.unpack("<IQQ", take(20))
-            meta["gguf.version"] = version
-            for _ in range(min(n_kv, 100_000)):
-                key = value(8)
-                meta[key] = value(struct.unpack("<I", take(4))[0])
-        except (_Stop, struct.error):
-            pass
-    return meta
-
-
-def _head(path: Path, st: os.stat_result) -> dict[str, Any]:
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    with _cache_lock:
-        hit = _cache.get(key)
-    if hit is None:
-        try:
-            hit = read_head(path)
-        except OSError:
-            hit = {}
-        with _cache_lock:
-            if len(_cache) > 4096:
-                _cache.clear()
-            _cache[key] = hit
-    return hit
-
-
-def classify(meta: dict[str, Any]) -> tuple[str | None, str]:
-    """(architecture, kind) from a file's head."""
-    from .gguf_check import SUPPORTED_ARCHS
-
-    arch = meta.get("general.architecture")
-    if not isinstance(arch, str):
-        return None, "unreadable"
-    gtype = str(meta.get("general.type") or "")
-    if arch == "clip" or gtype == "mmproj":
-        return arch, "projector"
-    if gtype == "adapter":
-        return arch, "adapter"
-    if arch in EMBEDDING_ARCHS or meta.get(f"{arch}.pooling_type") not in (None, 0):
-        return arch, "embedding"
-    if arch not in SUPPORTED_ARCHS:
-        return arch, "unsupported"
-    return arch, "chat"
-
-
-def is_minicpm(meta: dict[str, Any], *names: str) -> bool:
-    arch = str(meta.get("general.architecture") or "")
-    text = " ".join([str(meta.get("general.name") or ""), str(meta.get("general.basename") or ""),
-                     *names]).lower()
-    return arch.startswith("minicpm") or meta.get("tokenizer.ggml.pre") == "minicpm5" \
-        or "minicpm" in text
-
-
 def _make(source: str, name: str, label: str, path: Path, st: os.stat_result, where: str = "",
           mmproj: Path | None = None, size: int | None = None) -> Found:
-    meta = _head(path, st)
+    meta = head(path, st)
     arch, kind = classify(meta)
     ctx = meta.get(f"{arch}.context_length") if arch else None
     return Found(source, name, label, path, st.st_size if size is None else size, arch, kind,
@@ -369,7 +268,7 @@ def _scan_files(source: str, root: Path,
                 (os.path.basename(p), Path(checked[0]), parts, checked[1]))
     for _d, items in sorted(by_dir.items()):
         projs = [real for name, real, _parts, st in items if name.lower().startswith("mmproj")
-                 or classify(_head(real, st))[1] == "projector"]
+                 or classify(head(real, st))[1] == "projector"]
         for name, real, parts, st in items:
             shard = _SHARD.search(name)
             if shard and shard.group(1) != "00001":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import minicpm
-from minicpm import discovery
+from minicpm import discovery, gguf_head
 from minicpm.catalogue import list_models, resolve
 
 
@@ -137,9 +137,9 @@ def test_dangling_escaping_and_malformed_entries_are_skipped(laptop):
 
 def test_nothing_outside_a_store_is_read(laptop, monkeypatch):
     read = []
-    real = discovery.read_head
-    monkeypatch.setattr(discovery, "read_head", lambda p: read.append(str(p)) or real(p))
-    discovery._cache.clear()
+    real = gguf_head.read_head
+    monkeypatch.setattr(gguf_head, "read_head", lambda p: read.append(str(p)) or real(p))
+    gguf_head._cache.clear()
     list_models()
     assert read and not [p for p in read if os.path.realpath(p).startswith(str(laptop["outside"]))]
     read.clear()
