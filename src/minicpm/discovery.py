@@ -137,7 +137,8 @@ def _make(source: str, name: str, label: str, path: Path, st: os.stat_result, wh
     arch, kind = classify(meta)
     ctx = meta.get(f"{arch}.context_length") if arch else None
     return Found(source, name, label, path, st.st_size if size is None else size, arch, kind,
-                 is_minicpm(meta, label, where), mmproj,
+                 # a models folder's path (~/.cache/minicpm) says nothing about the file
+                 is_minicpm(meta, label, "" if source == FOLDER else where), mmproj,
                  int(ctx) if isinstance(ctx, int) else None, where)
 
 

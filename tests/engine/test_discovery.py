@@ -209,6 +209,11 @@ def test_loose_gguf_in_the_models_folder_loads_by_its_listed_name(laptop, tiny_g
     shutil.copy(tiny_gguf().path, folder / "my-finetune.gguf")
     row = next(r for r in list_models() if r["name"] == "my-finetune")
     assert row["source"] == "models folder" and row["chat"]
+    assert row["minicpm"]  # its header says arch minicpm
+    other = folder / "minicpm" / "qwen-finetune.gguf"  # in a folder named minicpm: not MiniCPM
+    other.parent.mkdir()
+    shutil.copy(next(laptop["lms"].rglob("tiny-VL-Q8_0.gguf")), other)
+    assert not next(r for r in list_models() if r["name"] == "qwen-finetune")["minicpm"]
     assert resolve("my-finetune").path == folder / "my-finetune.gguf"
 
 
