@@ -4,9 +4,10 @@ and an LM Studio folder of M files, in a temporary HOME.
 
     python bench/discovery.py [--ollama 200] [--lmstudio 50] [--repeats 5] [--json out.json]
 
-"cold" empties the in-process header cache first (the OS page cache stays warm, as on a laptop
-that listed its models a minute ago); "warm" is the next listing in the same process, which
-re-walks the folders and re-parses the manifests but reads no header. `list_models` adds the
+"cold" empties the in-process caches of GGUF heads and parsed manifests first (the OS page
+cache stays warm, as on a laptop that listed its models a minute ago); "warm" is the next
+listing in the same process, which re-walks the folders and stats every file but reads no
+manifest or header again. `list_models` adds the
 catalogue lookups and the stand-in around the scan. Prints a table and JSON.
 """
 
@@ -84,8 +85,9 @@ def main() -> int:
 
         n = len(discovery.discover().found)
         rows = {
-            "scan cold (no header cache)": timed(discovery.discover, args.repeats,
-                                                 before=gguf_head._cache.clear),
+            "scan cold (nothing cached)": timed(discovery.discover, args.repeats,
+                                                before=lambda: (gguf_head._cache.clear(),
+                                                                discovery._manifests.clear())),
             "scan warm": timed(discovery.discover, args.repeats),
             "list_models warm": timed(list_models, args.repeats),
         }
