@@ -18,7 +18,8 @@ STANDIN_NAME = "SmolLM2-135M-Instruct"
 STANDIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STANDIN_HINT = (
     "Using the embedded stand-in SmolLM2-135M, not MiniCPM: run `minicpm download "
-    "MiniCPM-2B-dpo-Q4_K_M`, or put a MiniCPM GGUF in ~/.cache/minicpm"
+    "MiniCPM-2B-dpo-Q4_K_M`, or put a MiniCPM GGUF in ~/.cache/minicpm (one that Ollama or "
+    "LM Studio downloaded is found where it is)"
 )
 
 
