@@ -95,9 +95,13 @@ def render_jinja(
 
 
 def choose_template(architecture: str, file_template: str | None) -> str:
-    """MiniCPM's template for MiniCPM models (whatever their file says, since several community
-    GGUFs carry none or a generic one); otherwise the file's own; ChatML as a last resort."""
-    if architecture == "minicpm" or (file_template and USER_TAG in file_template):
+    """MiniCPM-1/2's template for MiniCPM models (whatever their file says, since several community
+    GGUFs carry none or a generic one), except a file whose own template speaks ChatML: MiniCPM 4
+    keeps arch "minicpm" but was trained on <|im_start|> turns. Otherwise the file's own; ChatML
+    as a last resort."""
+    if file_template and USER_TAG in file_template:
+        return MINICPM
+    if architecture == "minicpm" and not (file_template and "<|im_start|>" in file_template):
         return MINICPM
     return file_template or CHATML_JINJA
 
