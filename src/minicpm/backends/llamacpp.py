@@ -93,7 +93,7 @@ def split_kv_type(kv_type: str) -> tuple[str, str]:
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
-    supports_grammar = True
+    supports_grammar = supports_logprobs = True
 
     def __init__(self, resolved: ResolvedModel, n_ctx: int | None = None,
                  n_threads: int | None = None, n_batch: int | None = None,
@@ -357,6 +357,9 @@ class LlamaCppBackend(Backend):
         """Chats with images go through the projector's handler; text chats use the token
         pipeline (exact template, stop strings, context checks)."""
         if images and self.vision is not None:
+            if params.grammar or params.logprobs or params.top_logprobs:
+                raise ValueError("response_format, tools and logprobs are not available with "
+                                 "images (the projector's handler samples by itself)")
             # The projector's handler drives the Llama object itself: keep the live text
             # sequence in the cache, and trust nothing in the KV before or after.
             self.kv.save_live()

@@ -24,6 +24,10 @@ from ..speculative import TokenSampler
 
 # llama_token_data: {int32 id; float logit; float p}, packed as C lays it out (12 bytes).
 TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+# When the unconstrained pick is refused, the best SHORTLIST tokens are checked first (one C
+# call, ~0.1 ms); the whole vocabulary (19-43 ms for the stand-in's 49k tokens on a busy
+# 2-core machine) only if too few of them are allowed to decide exactly (see _constrained).
+SHORTLIST = 256
 
 
 class Grammar:
@@ -45,8 +49,10 @@ class Grammar:
         self._all = np.zeros(n_vocab, dtype=TOKEN_DATA)
         self._all["id"] = np.arange(n_vocab, dtype=np.int32)
         self._one = np.zeros(1, dtype=TOKEN_DATA)
+        self._few = np.zeros(SHORTLIST, dtype=TOKEN_DATA)
         self._arr_all = self._array(self._all)
         self._arr_one = self._array(self._one)
+        self._arr_few = self._array(self._few)
         self.complete = False  # only end-of-generation is left
 
     def _array(self, data: np.ndarray) -> Any:
@@ -62,6 +68,13 @@ class Grammar:
         self._one["id"][0], self._one["logit"][0] = tok, 0.0
         self._apply(self._arr_one, 1)
         return bool(np.isfinite(self._one["logit"][0]))
+
+    def allowed(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` (at most SHORTLIST) the grammar allows next, in one call."""
+        n = len(ids)
+        self._few["id"][:n], self._few["logit"][:n] = ids, 0.0
+        self._apply(self._arr_few, n)
+        return np.isfinite(self._few["logit"][:n])
 
     def mask(self, logits: np.ndarray) -> np.ndarray:
         """``logits`` with every refused token at -inf (a new array)."""
@@ -108,7 +121,7 @@ class ConstrainedSampler:
         g = self.grammar
         if g is not None:
             if not g.allows(tok):
-                masked = g.mask(logits)
+                masked = self._constrained(g, logits, history)
                 if not np.isfinite(masked).any():
                     return -1
                 tok = self.base(masked, history)
@@ -119,6 +132,22 @@ class ConstrainedSampler:
         if self.want:
             self.last_logprobs = self.logprob_entry(logits, tok)
         return tok
+
+    def _constrained(self, g: Grammar, logits: np.ndarray, history: Sequence[int]) -> np.ndarray:
+        """``logits`` with refused tokens at -inf, for drawing again. Exact from the shortlist
+        alone when enough of it is allowed: greedy needs one allowed token (the best allowed
+        token of all is then in it), top-k sampling needs k; otherwise the whole vocabulary."""
+        p = self.base.params
+        need = 1 if p.greedy else (p.top_k if 0 < p.top_k <= SHORTLIST else 0)
+        if need and logits.size > SHORTLIST:
+            order = self.base.adjust(logits, history)  # penalties and bias move the ranking
+            short = np.argpartition(-order, SHORTLIST - 1)[:SHORTLIST]
+            ok = short[g.allowed(short)]
+            if ok.size >= need:
+                out = np.full_like(logits, -np.inf)
+                out[ok] = logits[ok]
+                return out
+        return g.mask(logits)
 
     def _token(self, tok: int) -> dict[str, Any]:
         b = self.piece(tok)
