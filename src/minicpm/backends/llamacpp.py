@@ -268,6 +268,8 @@ class LlamaCppBackend(Backend):
                                       "n_ctx": self.kv.n_ctx, "live_tokens": self.kv.n_tokens,
                                       "context_mb": round(self._kv_context_bytes() / 2**20, 1)}}
         out["prompt_cache"]["last"] = dict(self.kv.last_prepare)
+        if "grammar_stats" in self.__dict__:  # constrained sampling ran (llamacpp_grammar.py)
+            out["grammar"] = self.grammar_stats.to_dict()
         try:
             import psutil
 

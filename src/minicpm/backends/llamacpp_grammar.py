@@ -14,7 +14,9 @@ accepted token has passed ``allows``."""
 from __future__ import annotations
 
 import ctypes
+import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -97,6 +99,21 @@ class Grammar:
             pass
 
 
+@dataclass
+class GrammarStats:
+    """What constrained sampling cost (``Engine.stats()["grammar"]``; bench/structured.py)."""
+
+    tokens: int = 0  # constrained tokens sampled
+    seconds: float = 0.0  # spent in the grammar: checks, masks, accepts
+    refused: int = 0  # unconstrained picks the grammar refused (then drawn again)
+    full_masks: int = 0  # of those, decided over the whole vocabulary
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ms_per_token"] = round(1e3 * self.seconds / self.tokens, 3) if self.tokens else 0.0
+        return d
+
+
 class ConstrainedSampler:
     """``TokenSampler`` + an optional grammar + per-token log-probabilities.
 
@@ -105,8 +122,9 @@ class ConstrainedSampler:
     for the token just returned (when logprobs were asked for)."""
 
     def __init__(self, base: TokenSampler, grammar: Grammar | None, piece: Any,
-                 is_eog: Any):
+                 is_eog: Any, stats: GrammarStats | None = None):
         self.base = base
+        self.stats = stats or GrammarStats()
         self.grammar = grammar
         self.piece = piece  # token id → bytes
         self.is_eog = is_eog
@@ -120,7 +138,9 @@ class ConstrainedSampler:
         tok = self.base(logits, history)
         g = self.grammar
         if g is not None:
+            t0 = time.perf_counter()
             if not g.allows(tok):
+                self.stats.refused += 1
                 masked = self._constrained(g, logits, history)
                 if not np.isfinite(masked).any():
                     return -1
@@ -129,6 +149,8 @@ class ConstrainedSampler:
                 g.complete = True
             else:
                 g.accept(tok)
+            self.stats.tokens += 1
+            self.stats.seconds += time.perf_counter() - t0
         if self.want:
             self.last_logprobs = self.logprob_entry(logits, tok)
         return tok
@@ -147,6 +169,7 @@ class ConstrainedSampler:
                 out = np.full_like(logits, -np.inf)
                 out[ok] = logits[ok]
                 return out
+        self.stats.full_masks += 1
         return g.mask(logits)
 
     def _token(self, tok: int) -> dict[str, Any]:
@@ -178,5 +201,6 @@ def make_sampler(backend: Any, params: Any, seed: int, prompt_len: int) -> Const
     if params.grammar:
         grammar = Grammar(backend._lib, backend._vocab, backend.llm.n_vocab(), params.grammar,
                           params.grammar_triggers)
+    stats = backend.__dict__.setdefault("grammar_stats", GrammarStats())
     return ConstrainedSampler(TokenSampler(params, seed, prompt_len), grammar,
-                              backend._piece, backend._is_eog)
+                              backend._piece, backend._is_eog, stats)
