@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -34,7 +35,10 @@ from .protocol import Channel, decode_error
 log = logging.getLogger("minicpm.worker")
 
 CANCEL_POLL_S = 0.01  # how often a waiting generation re-reads its cancel flag
-STDERR_TAIL_LINES = 12
+STDERR_TAIL_LINES = 40
+# What explains a death, in llama.cpp's output: its asserts, aborts and C++ exceptions.
+_FATAL = re.compile(r"GGML_ASSERT|GGML_ABORT|terminate called|what\(\)|error|insufficient memory",
+                    re.IGNORECASE)
 CLOSE_TIMEOUT_S = 30.0
 CLOSE_WAIT_S = 10.0  # a generation closed early waits this long for the worker to stop  # a clean close waits for the running generation (one token away)
 _SIGNAL_WHY = {
@@ -62,6 +66,8 @@ class WorkerProcess:
         parent, child = socket.socketpair()
         src = str(Path(__file__).resolve().parents[2])  # the folder holding `minicpm`
         child_env = dict(os.environ if env is None else env)
+        # ggml's abort handler runs gdb for a backtrace (seconds); the assert line is enough.
+        child_env.setdefault("GGML_NO_BACKTRACE", "1")
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (src, child_env.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
@@ -171,8 +177,8 @@ class WorkerProcess:
                 how += f" ({why})"
         else:
             how = f"exited with status {rc}"
-        tail = [t for t in self.tail if t.strip()][-4:]
-        last = (" Its last output: " + " | ".join(tail)) if tail else ""
+        words = last_words(list(self.tail))
+        last = (" Its last output: " + " | ".join(words)) if words else ""
         return EngineCrashedError(f"the engine process (pid {self.pid}) {how} while "
                                   f"{during}.{last[:800]}", sig,
                                   "loading" if during != "running" else "running")
@@ -309,6 +315,14 @@ class WorkerEngine:
         i = self.info
         return (f"<minicpm.WorkerEngine {i.label} [{i.backend}/{i.device}, {i.quantization}] "
                 f"pid {self.pid}>")
+
+
+def last_words(tail: list[str]) -> list[str]:
+    """The lines of a dead worker's stderr that say why: the last fatal-looking ones (a
+    GGML_ASSERT with its source path shortened), else the last few."""
+    fatal = [t for t in tail if _FATAL.search(t)][-2:]
+    lines = fatal or [t for t in tail if t.strip()][-3:]
+    return [re.sub(r"^\S*/vendor/(llama\.cpp/)", r"\1", t.strip()) for t in lines]
 
 
 def _finish_early(w: WorkerProcess, rid: int, q: queue.SimpleQueue[tuple[str, Any]],
