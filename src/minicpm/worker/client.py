@@ -39,6 +39,8 @@ STDERR_TAIL_LINES = 40
 # What explains a death, in llama.cpp's output: its asserts, aborts and C++ exceptions.
 _FATAL = re.compile(r"GGML_ASSERT|GGML_ABORT|terminate called|what\(\)|error|insufficient memory",
                     re.IGNORECASE)
+_LEVELS = {"INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
+           "CRITICAL": logging.CRITICAL}
 CLOSE_TIMEOUT_S = 30.0
 CLOSE_WAIT_S = 10.0  # a generation closed early waits this long for the worker to stop  # a clean close waits for the running generation (one token away)
 _SIGNAL_WHY = {
@@ -141,7 +143,10 @@ class WorkerProcess:
             line = raw.decode("utf-8", errors="replace").rstrip()
             if line:
                 self.tail.append(line)
-                self._stderr_log.info("[engine %d] %s", self.pid, line)
+                # Python's own log lines in the worker keep their level; llama.cpp's chatter
+                # (a hundred lines per load) is DEBUG: a crash logs the tail at ERROR.
+                level = _LEVELS.get(line.split(" ", 1)[0], logging.DEBUG)
+                self._stderr_log.log(level, "[engine %d] %s", self.pid, line)
 
     def _exited(self) -> None:
         try:
@@ -157,7 +162,8 @@ class WorkerProcess:
         for q in waiting:
             q.put(("error", err))
         if not self.closing:
-            log.error("%s", err)
+            log.error("%s\nThe engine process's last lines:\n%s", err,
+                      "\n".join(list(self.tail)[-12:]))
             if self.on_exit is not None:
                 self.on_exit(err)
 
