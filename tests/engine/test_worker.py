@@ -64,6 +64,8 @@ def test_same_answers_and_surface_as_in_process(pair: Any) -> None:
     assert w.complete("def add(a, b):", temperature=0, max_tokens=8).read() == \
         e.complete("def add(a, b):", temperature=0, max_tokens=8).read()
     assert "prompt_cache" in w.stats()
+    # Inference made no network connection in the worker (only its socketpair: AF_UNIX).
+    assert psutil.Process(w.pid).net_connections(kind="inet") == []
 
 
 def test_errors_keep_their_type(pair: Any) -> None:

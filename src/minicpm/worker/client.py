@@ -74,8 +74,9 @@ class WorkerProcess:
             p for p in (src, child_env.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "minicpm.worker.process", str(child.fileno())],
-            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env=child_env,
+            # stdout joins stderr: llama-cpp-python prints some of its load report there.
+            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=child_env,
             start_new_session=True)  # a Ctrl-C at the server's terminal is the server's
         child.close()
         self.pid = self.proc.pid
@@ -138,8 +139,8 @@ class WorkerProcess:
         self._exited()
 
     def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
             line = raw.decode("utf-8", errors="replace").rstrip()
             if line:
                 self.tail.append(line)
