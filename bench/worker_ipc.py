@@ -60,11 +60,19 @@ def ipc(model: str, rounds: int, max_tokens: int, opts: dict[str, Any]) -> dict[
             order.reverse()
         for name, eng in order:
             rows[name].append(one(eng, TOPICS[r % len(TOPICS)] + f" {r}", max_tokens))
+    rtt = {}
+    for name, eng in (("in-process", here), ("worker", there)):
+        times = []
+        for _ in range(300):  # one small call: what a message each way costs
+            t = time.perf_counter()
+            eng.count_tokens("x")
+            times.append((time.perf_counter() - t) * 1e6)
+        rtt[name] = statistics.median(times)
     here.close()
     there.close()
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("ttft_ms", "tok_s")}
            for k, v in rows.items()}
-    return {"rows": rows, "median": med,
+    return {"rows": rows, "median": med, "count_tokens_us": rtt,
             "decode_ratio": med["worker"]["tok_s"] / med["in-process"]["tok_s"],
             "ttft_added_ms": med["worker"]["ttft_ms"] - med["in-process"]["ttft_ms"]}
 
@@ -173,6 +181,9 @@ def main() -> int:
         print(f"{k:12} {m[k]['ttft_ms']:9.1f} {m[k]['tok_s']:13.1f}")
     print(f"decode ratio worker/in-process {result['ipc']['decode_ratio']:.3f}; "
           f"TTFT added {result['ipc']['ttft_added_ms']:+.1f} ms")
+    r = result["ipc"]["count_tokens_us"]
+    print(f"count_tokens('x') round trip: in-process {r['in-process']:.0f} µs, "
+          f"worker {r['worker']:.0f} µs (median of 300)")
     c = result["crash"]
     print(f"crash → error {c['crash_to_error_ms']:.0f} ms; crash → next answer (new worker) "
           f"{c['crash_to_next_answer_s']:.2f} s")

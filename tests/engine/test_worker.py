@@ -149,6 +149,9 @@ def test_close_ends_the_process() -> None:
     w = worker.load("stand-in", **OPTS)
     pid = w.pid
     assert psutil.Process(pid).memory_info().rss > 50 * 2**20  # the model lives there
+    if Path("/proc/self/oom_score_adj").exists():  # the OOM killer takes it first
+        assert int(Path(f"/proc/{pid}/oom_score_adj").read_text()) == 900
+        assert int(Path("/proc/self/oom_score_adj").read_text()) < 900
     w.close()
     assert gone(pid)
 
