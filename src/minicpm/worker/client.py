@@ -184,7 +184,8 @@ class WorkerProcess:
                 how += f" ({why})"
         else:
             how = f"exited with status {rc}"
-        words = last_words(list(self.tail))
+        # A SIGKILL comes from outside: the worker's last chatter would only mislead.
+        words = last_words(list(self.tail), fallback=sig != "SIGKILL")
         last = (" Its last output: " + " | ".join(words)) if words else ""
         return EngineCrashedError(f"the engine process (pid {self.pid}) {how} while "
                                   f"{during}.{last[:800]}", sig,
@@ -324,11 +325,11 @@ class WorkerEngine:
                 f"pid {self.pid}>")
 
 
-def last_words(tail: list[str]) -> list[str]:
+def last_words(tail: list[str], fallback: bool = True) -> list[str]:
     """The lines of a dead worker's stderr that say why: the last fatal-looking ones (a
-    GGML_ASSERT with its source path shortened), else the last few."""
+    GGML_ASSERT with its source path shortened), else (``fallback``) the last few."""
     fatal = [t for t in tail if _FATAL.search(t)][-2:]
-    lines = fatal or [t for t in tail if t.strip()][-3:]
+    lines = fatal or ([t for t in tail if t.strip()][-3:] if fallback else [])
     return [re.sub(r"^\S*/vendor/(llama\.cpp/)", r"\1", t.strip()) for t in lines]
 
 
