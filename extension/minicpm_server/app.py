@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from jupyter_server.utils import url_path_join
@@ -43,6 +44,12 @@ ROUTES: list[tuple[str, Any]] = [
 
 def setup(serverapp: Any) -> ServerState:
     config = MiniCPM(parent=serverapp)
+    # The engine worker's stderr (llama.cpp's log, its asserts) and crash reports go to the
+    # Jupyter server's own log, at its level.
+    worker_log = logging.getLogger("minicpm.worker")
+    worker_log.handlers = list(serverapp.log.handlers)
+    worker_log.setLevel(serverapp.log.level)
+    worker_log.propagate = not worker_log.handlers
     host = EngineHost(config)
     chats = ChatStore(config.chats_dir)
     chats.cleanup()  # temp files from a crash mid-write; saved chats are untouched

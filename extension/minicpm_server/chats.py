@@ -155,9 +155,12 @@ class ChatStore:
             except (OSError, ValueError) as e:
                 log.warning("skipping unreadable chat file %s: %s", p, e)
                 continue
-            rows.append({"id": p.stem, "title": data.get("title", ""),
-                         "updated": data.get("updated"),
-                         "n_messages": len(data.get("messages", []))})
+            row = _summary(p.stem, data)
+            if row is None:  # a file this server did not write: skip it, list the rest
+                log.warning("skipping chat file %s: not a saved chat (an object with a "
+                            "'messages' list)", p)
+                continue
+            rows.append(row)
         rows.sort(key=lambda r: r["updated"] or 0, reverse=True)
         return rows
 
@@ -171,6 +174,9 @@ class ChatStore:
             log.error("chat file %s is damaged: %s", p, e)
             raise RequestError(500, f"saved chat {chat_id!r} is damaged (see the server's "
                                     "log)") from e
+        if _summary(chat_id, data) is None:
+            log.error("chat file %s is not a saved chat", p)
+            raise RequestError(500, f"saved chat {chat_id!r} is damaged (see the server's log)")
         data["id"] = chat_id
         return data
 
@@ -191,3 +197,15 @@ class ChatStore:
                 self._path(chat_id).unlink()
             except FileNotFoundError:
                 raise RequestError(404, f"no saved chat {chat_id!r}") from None
+
+
+def _summary(chat_id: str, data: Any) -> dict[str, Any] | None:
+    """The list row of a saved chat, or None when ``data`` is not shaped like one."""
+    if not isinstance(data, dict) or not isinstance(data.get("messages", []), list):
+        return None
+    title, updated = data.get("title", ""), data.get("updated")
+    if not isinstance(title, str) or isinstance(updated, bool) \
+            or not isinstance(updated, (int, float, type(None))):
+        return None
+    return {"id": chat_id, "title": title, "updated": updated,
+            "n_messages": len(data.get("messages", []))}

@@ -33,7 +33,7 @@ import minicpm
 from minicpm import completion
 from minicpm.completion import Cell, CompletionRequest, Suggestion, TokenCounter
 
-from .engine_host import EngineHost, Job
+from .engine_host import EngineHost, Job, raw_prompt
 from .errors import RequestError, message_for, status_for
 from .events import Delta, Done, Failed
 from .handlers import MiniCPMWebSocket, ServerState
@@ -172,8 +172,7 @@ class InlineCompleter:
         self.stats = {"requests": 0, "cancelled": 0, "busy": 0, "preempted": 0}
 
     def _others_waiting(self) -> bool:
-        # Read from the worker thread: truth-testing a set or deque is atomic in CPython.
-        return bool(self.host.running) or bool(self.host.waiting)
+        return self.host.busy
 
     def new_job(self, rid: str, req: CompletionRequest, max_tokens: int,
                 budget: int) -> InlineJob:
@@ -352,8 +351,8 @@ class CompletionWebSocket(MiniCPMWebSocket):
                 raise RequestError(409, f"request id {rid!r} is already running on this socket")
             req, max_tokens, budget = parse_inline(frame, self.state.config)
             host = self.state.host
-            if host.state == "idle":
-                host.start_load()  # load at first use; this request gets a 503
+            if host.state in ("idle", "error"):
+                host.ensure_loading()  # first use, or a restart after a crash: this one 503s
         except Exception as e:  # a bad frame never closes the socket
             self.send({"type": "error", "id": rid, "status": status_for(e),
                        "error": message_for(e)})
@@ -415,8 +414,8 @@ class CompletionsHandler(OpenAIHandler):
             sampling["stop"] = stops
         stream = bool(body.get("stream"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        job = Job(id="cmpl-" + uuid.uuid4().hex[:24], prompt=prompt, sampling=sampling,
-                  truncate="error")
+        job = Job(id="cmpl-" + uuid.uuid4().hex[:24], prepare=raw_prompt(prompt),
+                  sampling=sampling, truncate="error")
         self.job = job
         self.host.submit(job)
         created = int(time.time())

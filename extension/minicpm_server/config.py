@@ -75,6 +75,14 @@ class MiniCPM(LoggingConfigurable):
     max_tokens_limit = Int(
         32768, config=True,
         help="Largest max_tokens a request may ask for (the context window caps it further).")
+    engine_process = Bool(
+        True, config=True,
+        help="Run the model in its own worker process (a native crash or an out-of-memory "
+             "kill then ends that process, not the server). False = in the server process.")
+    bad_models_file = Unicode(
+        config=True,
+        help="Where models that crashed the engine while loading are remembered (JSON); they "
+             "are not loaded at start-up until chosen again. Empty = do not remember.")
     max_requests_per_connection = Int(
         8, config=True,
         help="Requests one WebSocket may have queued or running at once; more are refused "
@@ -83,6 +91,10 @@ class MiniCPM(LoggingConfigurable):
     @default("chats_dir")
     def _chats_dir_default(self) -> str:
         return os.path.join(jupyter_data_dir(), "minicpm", "chats")
+
+    @default("bad_models_file")
+    def _bad_models_default(self) -> str:
+        return os.path.join(jupyter_data_dir(), "minicpm", "bad_models.json")
 
     @validate("concurrency")
     def _check_concurrency(self, proposal: Any) -> int:

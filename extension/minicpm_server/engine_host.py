@@ -1,6 +1,12 @@
-"""One shared engine for the whole server: background loading, a fair FIFO queue, cancel.
+"""One shared engine for the whole server: background loading, a fair FIFO queue, cancel,
+and supervision of the engine's worker process.
 
-Everything here except the worker functions runs on the server's event loop thread, so the
+The model lives in a worker process (``minicpm.worker``): a native fault or an OOM kill ends
+that process, not the server. Its death ends every running and queued job at once with the
+reason; the next request restarts it (with backoff; after repeated crashes it stays stopped),
+and a model that killed it while loading is not loaded again at start-up (``supervisor.py``).
+
+Everything here except the thread functions runs on the server's event loop thread, so the
 queue needs no locks. Model loading and generation run in threads; they report back with
 ``loop.call_soon_threadsafe``.
 """
@@ -14,57 +20,34 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import minicpm
 from minicpm.catalogue import STANDIN_HINT, resolve
-from minicpm.prompts import Assembled
+from minicpm.errors import EngineCrashedError
+from minicpm.worker import load_engine
 
 from .config import MiniCPM
 from .errors import RequestError, code_for, message_for, status_for
 from .events import Delta, Done, Event, Failed, Queued, Started
+from .jobs import Job, RawPrompt, raw_prompt
+from .supervisor import CrashPolicy
+
+__all__ = ["EngineHost", "Job", "RawPrompt", "raw_prompt"]
 
 log = logging.getLogger("minicpm_server")
-
-# (engine, cancel) -> what engine.chat takes: turns a request into engine arguments once the
-# engine is known (context budgets and image handling depend on the loaded model). Runs in the
-# worker thread; it may raise minicpm.prompts.AssemblyCancelled when the job is stopped.
-Prepare = Callable[[minicpm.Engine, threading.Event], Assembled]
 _UNRESOLVED = object()
 
 # Assumed read rate for the loading-progress estimate (llama.cpp mmaps; torch reads).
 _LOAD_BYTES_PER_S = 400e6
 
 
-@dataclass(eq=False)
-class Job:
-    """One generation request. ``events`` carries typed events (``events.py``) to the handler
-    that owns it."""
-
-    id: str
-    prepare: Prepare | None = None  # chat
-    prompt: str | None = None  # raw completion
-    sampling: dict[str, Any] = field(default_factory=dict)
-    truncate: str = "error"
-    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    position: int = 0
-    finished: bool = False
-    text: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def cancel(self) -> None:
-        """Stop before the next token (the engine checks this event every token)."""
-        self.cancel_event.set()
-
-
 class EngineHost:
-    def __init__(self, config: MiniCPM, loader: Callable[..., minicpm.Engine] = minicpm.load):
+    def __init__(self, config: MiniCPM, loader: Callable[..., Any] = load_engine):
         self.config = config
         self._loader = loader
-        self.engine: minicpm.Engine | None = None
+        self.engine: Any = None  # minicpm.Engine or minicpm.worker.WorkerEngine
         self.state = "idle"  # idle | loading | ready | error
         self.error: str | None = None
         self.error_status: int | None = None
@@ -78,6 +61,9 @@ class EngineHost:
         self._pool = ThreadPoolExecutor(max_workers=config.concurrency,
                                         thread_name_prefix="minicpm-gen")
         self.generated_tokens = 0
+        self.crashes = CrashPolicy(config.bad_models_file or None)
+        self.restartable = False  # the engine died and the next request may restart it
+        self._last_load: tuple[str | None, str | None, str | None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     @property
@@ -99,11 +85,14 @@ class EngineHost:
         return resolve(model or None, model_dirs=self.config.model_dirs or None).path
 
     def start_load(self, model: str | None = None, backend: str | None = None,
-                   device: str | None = None, path: Any = _UNRESOLVED) -> None:
+                   device: str | None = None, path: Any = _UNRESOLVED,
+                   chosen: bool = False, delay: float = 0.0) -> None:
         """Load in a background thread; the current engine keeps serving until the new one is
         ready (then it is swapped in, and the old one closed once its generations end).
         ``path``: what ``check_model`` gave; without it the name is resolved in that thread
-        (a bad name then shows as the ``error`` state)."""
+        (a bad name then shows as the ``error`` state). ``chosen``: the user picked this model
+        (load it even if it crashed the engine before); otherwise (start-up, first use, a
+        restart) a model remembered as bad is refused. ``delay``: restart backoff."""
         model = model if model is not None else (self.config.model or None)
         backend = backend or self.config.backend
         opts = self.config.load_options()
@@ -111,21 +100,50 @@ class EngineHost:
             opts["device"] = device
         if backend == "remote" and "base_url" not in opts:
             raise RequestError(400, "backend 'remote' needs c.MiniCPM.remote_base_url")
+        if chosen:
+            self.crashes.reset()
         self._load_seq += 1
         seq = self._load_seq
         self.state, self.error, self.error_status = "loading", None, None
+        self.restartable = False
         self.target = model or (path.name if isinstance(path, Path) else "default")
         self._load_started = time.monotonic()
-        self._load_expected_s = 0.5
+        self._load_expected_s = 0.5 + delay
+        self._last_load = (model, backend, device)
         loop = self.loop
+        key = model or "default"
+
+        def on_exit(err: EngineCrashedError, holder: list[Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(self._engine_died, holder[0] if holder else None, err)
+            except RuntimeError:  # the server is stopping
+                pass
 
         def work() -> None:
+            nonlocal key
+            holder: list[Any] = []
             try:
                 found = self.check_model(model, backend) if path is _UNRESOLVED else path
-                self._load_expected_s = 0.5 + _size(found) / _LOAD_BYTES_PER_S
-                engine = self._loader(model, backend=backend, **opts)
+                key = str(found) if found is not None else key
+                if chosen:
+                    self.crashes.forget(key)
+                elif (bad := self.crashes.bad(key)) is not None:
+                    raise RequestError(503, f"{key} crashed the engine while loading "
+                                            f"({bad.get('when')}: {bad.get('reason')}); it is "
+                                            "not loaded again until you choose it again")
+                self._load_expected_s = 0.5 + delay + _size(found) / _LOAD_BYTES_PER_S
+                if delay:
+                    time.sleep(delay)
+                kw: dict[str, Any] = dict(opts)
+                if self._loader is load_engine:
+                    kw.update(on_exit=lambda e: on_exit(e, holder),
+                              in_process=not self.config.engine_process)
+                engine = self._loader(model, backend=backend, **kw)
+                holder.append(engine)
             except BaseException as e:  # report every failure, never kill the server
-                if isinstance(e, (minicpm.MiniCPMError, ValueError)):  # said for a person
+                if isinstance(e, EngineCrashedError) and e.during == "loading":
+                    self.crashes.mark_bad(key, str(e))
+                if isinstance(e, (minicpm.MiniCPMError, ValueError, RequestError)):
                     log.error("loading %s failed: %s", model or "the default model", e)
                 else:
                     log.exception("loading %s failed", model or "the default model")
@@ -141,7 +159,7 @@ class EngineHost:
         # A daemon thread, not the pool: a long load must not hold up server shutdown.
         threading.Thread(target=work, name="minicpm-load", daemon=True).start()
 
-    def _load_done(self, seq: int, engine: minicpm.Engine | None, err: BaseException | None) -> None:
+    def _load_done(self, seq: int, engine: Any, err: BaseException | None) -> None:
         if seq != self._load_seq:  # superseded by a later load or an unload
             if engine is not None:
                 self._close_later(engine)
@@ -149,9 +167,7 @@ class EngineHost:
         if err is not None:
             self.state, self.error = "error", message_for(err)
             self.error_status = 503 if status_for(err) >= 500 else status_for(err)
-            for job in list(self.waiting):
-                self._finish(job, Failed(self.error_status, f"model failed to load: {self.error}"))
-            self.waiting.clear()
+            self._fail_waiting(f"model failed to load: {self.error}")
             return
         old, self.engine = self.engine, engine
         self.state = "ready"
@@ -161,28 +177,73 @@ class EngineHost:
             self._close_later(old)
         self._pump()
 
+    def _engine_died(self, engine: Any, err: EngineCrashedError) -> None:
+        """The worker process died (called on the loop): running jobs have already got the
+        error from their generations; queued ones get it now."""
+        if engine is None or engine is not self.engine:
+            return  # an engine already replaced or unloaded
+        self.engine = None
+        self.crashes.record()
+        self.state, self.error_status = "error", 503
+        self.restartable = self.crashes.may_restart()
+        n = self.crashes.recent()
+        if self.restartable:
+            self.error = f"{err} It restarts at the next request."
+        else:
+            self.error = (f"{err} The engine crashed {n} times in a few minutes, so it is not "
+                          "restarted: choose a model (sidebar or %minicpm use) to try again.")
+        self._fail_waiting(self.error)
+
+    def _fail_waiting(self, message: str) -> None:
+        for job in list(self.waiting):
+            self._finish(job, Failed(self.error_status or 503, message))
+        self.waiting.clear()
+
+    def ensure_loading(self) -> None:
+        """At first use load the default model; after a crash, restart the engine (backoff)."""
+        if self.state == "idle":
+            self.start_load()
+        elif self.state == "error" and self.restartable and self._last_load is not None:
+            model, backend, device = self._last_load
+            self.start_load(model, backend, device, delay=self.crashes.backoff())
+
     def unload(self) -> None:
         self._load_seq += 1  # a load in flight is discarded when it lands
         old, self.engine = self.engine, None
         self.state, self.error, self.error_status, self.target = "idle", None, None, None
+        self.restartable = False
         if old is not None:
             self._close_later(old)
 
-    def _close_later(self, engine: minicpm.Engine) -> None:
-        # Engine.close takes the engine lock, i.e. waits for a running generation to end.
+    def _close_later(self, engine: Any) -> None:
+        # Engine.close waits for a running generation to end (one token, once cancelled);
+        # a worker's close ends its process, so its memory goes back to the system.
         threading.Thread(target=engine.close, name="minicpm-close", daemon=True).start()
 
     def shutdown(self) -> None:
         for job in list(self.running) + list(self.waiting):
             job.cancel()
         self.waiting.clear()
+        old = self.engine
         self.unload()
+        if old is not None and hasattr(old, "pid"):  # do not leave a worker behind
+            t = threading.Thread(target=old.close, daemon=True)
+            t.start()
+            t.join(timeout=5)
+            if t.is_alive():
+                old.kill()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- status ------------------------------------------------------------------------------
     @property
     def info(self) -> minicpm.EngineInfo | None:
         return self.engine.info if self.engine is not None else None
+
+    @property
+    def busy(self) -> bool:
+        """A queued or running job (the inline-completion lane yields to them). Read from
+        other threads: truth-testing a set or deque is atomic in CPython."""
+        return bool(self.running) or bool(self.waiting)
 
     def progress(self) -> float:
         if self.state == "ready":
@@ -208,8 +269,22 @@ class EngineHost:
             "queue": {"running": len(self.running), "waiting": len(self.waiting),
                       "concurrency": self.config.concurrency},
             "cache": self.engine.stats() if self.engine is not None else None,
+            "engine_process": self._process_status(),
             "version": minicpm.__version__,
         }
+
+    def _process_status(self) -> dict[str, Any]:
+        pid = getattr(self.engine, "pid", None)
+        rss = None
+        if pid is not None:
+            try:
+                import psutil
+
+                rss = round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+            except Exception:  # gone between the two lines, or no psutil: no figure
+                pass
+        return {"pid": pid, "rss_mb": rss, "crashes": self.crashes.total,
+                "restarts_at_next_request": self.restartable}
 
     # --- queue -------------------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -217,9 +292,8 @@ class EngineHost:
         if len(self.waiting) >= self.config.max_queue:
             raise RequestError(503, f"the queue is full ({self.config.max_queue} waiting); "
                                     "try again shortly")
-        if self.state == "idle":
-            self.start_load()  # load at first use
-        elif self.state == "error":
+        self.ensure_loading()
+        if self.state == "error":
             raise RequestError(self.error_status or 503, f"no model loaded: {self.error}")
         self.waiting.append(job)
         self._pump()
@@ -263,7 +337,7 @@ class EngineHost:
             job.events.put_nowait(event)
 
     # --- worker thread ------------------------------------------------------------------------
-    def _work(self, job: Job, engine: minicpm.Engine) -> None:
+    def _work(self, job: Job, engine: Any) -> None:
         loop = self.loop
 
         def post(fn: Callable[..., Any], *args: Any) -> None:
@@ -277,17 +351,15 @@ class EngineHost:
 
         gen: minicpm.Generation | None = None
         try:
-            if job.prepare is not None:
-                a = job.prepare(engine, job.cancel_event)
-                job.meta["context_truncated"] = a.truncated
-                notice = a.notice
-                gen = engine.chat(a.messages, a.images or None, cancel=job.cancel_event,
-                                  truncate=job.truncate, **job.sampling)
-            else:
-                notice = None
-                gen = engine.complete(job.prompt or "", cancel=job.cancel_event,
+            what = job.prepare(engine, job.cancel_event)
+            if isinstance(what, RawPrompt):
+                gen = engine.complete(what.text, cancel=job.cancel_event,
                                       truncate=job.truncate, **job.sampling)
-            emit(Started(engine.info.label, notice))
+                emit(Started(engine.info.label))
+            else:
+                gen = engine.chat(what.messages, what.images or None, cancel=job.cancel_event,
+                                  truncate=job.truncate, **job.sampling)
+                emit(Started(engine.info.label, what.notice, what.truncated))
             seen = 0
             for delta in gen:
                 lps = gen.token_logprobs  # entries arrive before their token's text
@@ -296,14 +368,13 @@ class EngineHost:
             usage = gen.usage
             if job.cancel_event.is_set():
                 usage.finish_reason = "cancelled"
-            job.text = gen.text
             self.generated_tokens += usage.completion_tokens
             post(self._finish, job, Done(usage))
         except BaseException as e:  # every failure becomes an error frame
             if job.cancel_event.is_set():  # stopped (e.g. while the prompt was assembled)
                 post(self._finish, job, Done(_cancelled_usage()))
                 return
-            if status_for(e) >= 500:
+            if status_for(e) >= 500 and not isinstance(e, EngineCrashedError):  # logged once
                 log.exception("generation %s failed", job.id)
             post(self._finish, job, Failed(status_for(e), message_for(e), code_for(e)))
         finally:

@@ -8,6 +8,7 @@ from typing import Any
 from minicpm.errors import (
     BackendUnavailableError,
     ContextOverflowError,
+    EngineCrashedError,
     ImageError,
     MiniCPMError,
     ModelFileError,
@@ -32,7 +33,7 @@ def status_for(exc: BaseException) -> int:
         return 404
     if isinstance(exc, (ValueError, TypeError, ContextOverflowError, ImageError, ModelFileError)):
         return 400
-    if isinstance(exc, (BackendUnavailableError, OutOfMemoryError)):
+    if isinstance(exc, (BackendUnavailableError, OutOfMemoryError, EngineCrashedError)):
         return 503
     return 500
 

@@ -20,6 +20,7 @@ class Queued:
 class Started:
     model: str  # the engine's label, e.g. "SmolLM2-135M-Instruct (stand-in)"
     notice: str | None = None  # e.g. "this model cannot see images"
+    truncated: bool = False  # context parts were cut to fit the window
 
 
 @dataclass(frozen=True)

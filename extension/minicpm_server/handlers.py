@@ -145,7 +145,7 @@ class LoadHandler(BaseHandler):
         # Resolving a name walks folders: off the event loop. An unknown name is a 404 now.
         path = await asyncio.get_running_loop().run_in_executor(
             None, self.host.check_model, model or None, backend)
-        self.host.start_load(model or None, backend, body.get("device"), path=path)
+        self.host.start_load(model or None, backend, body.get("device"), path=path, chosen=True)
         self.set_status(202)
         self.finish(self.host.status())
 
@@ -312,12 +312,14 @@ class ChatWebSocket(MiniCPMWebSocket):
                 del self.jobs[key]
 
     async def _forward(self, job: Job) -> None:
+        truncated = False  # context parts cut to fit (said by Started)
         while True:
             for ev in drain(job.events, await job.events.get()):
                 match ev:
                     case Queued(position):
                         ok = self.send({"type": "queued", "id": job.id, "position": position})
-                    case Started(model, notice):
+                    case Started(model, notice, cut):
+                        truncated = cut
                         start: dict[str, Any] = {"type": "start", "id": job.id, "model": model}
                         if notice:
                             start["notice"] = notice
@@ -335,8 +337,7 @@ class ChatWebSocket(MiniCPMWebSocket):
                                              "tokens_per_second":
                                                  round(usage.tokens_per_second, 2),
                                              "time_to_first_token": usage.time_to_first_token},
-                                   "truncated": bool(job.meta.get("context_truncated")
-                                                     or usage.truncated_tokens)})
+                                   "truncated": bool(truncated or usage.truncated_tokens)})
                         return
                 if not ok:  # socket gone: stop generating
                     self.state.host.cancel(job)

@@ -21,6 +21,7 @@ from typing import Any
 
 from minicpm import prompts
 from minicpm.errors import MiniCPMError
+from minicpm.worker import load_engine
 
 POLL_S = 0.1  # how often the main thread wakes while waiting: keeps interrupts prompt
 REST_TIMEOUT_S = 5.0
@@ -138,13 +139,16 @@ class InProcessTransport(Transport):
         self._lock = threading.Lock()  # the chat widget loads from a worker thread
 
     def engine(self, model: str | None = None) -> Any:
-        import minicpm
-
         key = model if model is not None else self.current
         with self._lock:
+            old = self._engines.get(key)
+            if old is not None and not getattr(old, "alive", True):  # its process died
+                self._engines.pop(key)
             if key not in self._engines:
                 try:
-                    eng = minicpm.load(key, **self.load_options)
+                    # In an engine worker process: a native crash or an out-of-memory kill
+                    # costs an error in the cell, not the kernel.
+                    eng = load_engine(key, **self.load_options)
                 except (MiniCPMError, ValueError) as e:
                     raise TransportError(str(e)) from e
                 while len(self._engines) >= self.max_engines:

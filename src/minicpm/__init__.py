@@ -14,6 +14,7 @@ from .errors import (
     BackendUnavailableError,
     ContextOverflowError,
     DownloadError,
+    EngineCrashedError,
     ImageError,
     MiniCPMError,
     ModelFileError,
@@ -26,7 +27,8 @@ from .sampling import SamplingParams
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "ContextOverflowError", "DownloadError", "Engine", "EngineInfo",
+    "BackendUnavailableError", "ContextOverflowError", "DownloadError", "Engine", "EngineCrashedError",
+    "EngineInfo",
     "Generation", "ImageError", "MiniCPMError", "ModelFileError", "ModelNotFoundError",
     "OutOfMemoryError", "SamplingParams", "UnsupportedModelError", "Usage", "load",
 ]

@@ -104,6 +104,17 @@ class Engine:
     def count_tokens(self, text: str, add_bos: bool = False) -> int:
         return len(self.backend.tokenize(text, add_bos=add_bos))
 
+    @property
+    def can_tokenize(self) -> bool:
+        """Can ``count_tokens`` count here? (A remote server's context budget is its own.)"""
+        return bool(self.backend.can_tokenize)
+
+    def fim_tokens(self) -> Any:
+        """The model's fill-in-the-middle tokens (``minicpm.completion.FimTokens``), or None."""
+        from .completion import backend_fim_tokens
+
+        return backend_fim_tokens(self.backend)
+
     def _fit_chat(self, messages: list[dict[str, str]], params: SamplingParams,
                   truncate: str, usage: Usage) -> list[int]:
         """Tokens for the conversation; drops the oldest turns after the system prompt when

@@ -86,10 +86,16 @@ class Prompt:
 
 
 def fim_tokens(engine: Any) -> FimTokens | None:
+    """The FIM tokens of the model behind ``engine`` (``Engine.fim_tokens()``: an engine in
+    this process or in a worker process alike), or None."""
+    own = getattr(engine, "fim_tokens", None)
+    return own() if callable(own) else None
+
+
+def backend_fim_tokens(backend: Any) -> FimTokens | None:
     """The FIM tokens of a llama.cpp model, from its GGUF tokenizer (``tokenizer.ggml.fim_*``
     ids, or the vocabulary texts llama.cpp recognises: ``<|fim_prefix|>``, ``<PRE>``…).
     None when the model has none or the backend cannot say (torch, remote)."""
-    backend = getattr(engine, "backend", engine)
     own = getattr(backend, "fim_tokens", None)
     if callable(own):
         return own()

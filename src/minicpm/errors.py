@@ -62,3 +62,13 @@ class DownloadError(MiniCPMError):
 
 class BackendUnavailableError(MiniCPMError):
     """The requested backend cannot run here (torch not installed, no CUDA, …)."""
+
+
+class EngineCrashedError(MiniCPMError):
+    """The engine's worker process died (a native abort, the OOM killer, a kill): the message
+    says how, and ends with the last lines it wrote."""
+
+    def __init__(self, message: str, signal_name: str | None = None, during: str = "running"):
+        self.signal_name = signal_name
+        self.during = during  # "loading" | "running"
+        super().__init__(message)

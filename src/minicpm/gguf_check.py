@@ -109,6 +109,7 @@ class GGUFSummary:
 class _Reader:
     def __init__(self, buf: mmap.mmap, path: Path):
         self.buf, self.pos, self.path = buf, 0, path
+        self.duplicate: str | None = None  # a string seen twice in a big string array
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.buf):
@@ -143,9 +144,17 @@ class _Reader:
                 raise ModelFileError(self.path, f"corrupt GGUF: array of {count} items")
             if count <= 64:
                 return [self.value(itype) for _ in range(count)]
-            # Big arrays (vocabularies): skip over them; keep only their length.
+            # Big arrays (vocabularies): skip over them; keep only their length. Except the
+            # token list's duplicates: llama.cpp aborts on a vocabulary naming one twice.
             if itype in _SCALARS:
                 self.take(count * _SCALARS[itype][1])
+            elif itype == _STRING:
+                seen: set[str] = set()
+                for _ in range(count):
+                    t = self.string()
+                    if t in seen and self.duplicate is None:
+                        self.duplicate = t
+                    seen.add(t)
             else:
                 for _ in range(count):
                     self.value(itype)
@@ -182,7 +191,11 @@ def read_gguf(path: str | Path) -> GGUFSummary:
         meta: dict[str, Any] = {}
         for _ in range(n_kv):
             key = r.string()
+            r.duplicate = None
             meta[key] = r.value(r.u32())
+            if key == "tokenizer.ggml.tokens" and r.duplicate is not None:
+                raise ModelFileError(p, f"its vocabulary lists the token {r.duplicate[:40]!r} "
+                                        "twice (llama.cpp would abort on it)")
         tensors: dict[str, tuple[tuple[int, ...], int]] = {}
         extents = []
         for _ in range(n_tensors):
@@ -218,6 +231,55 @@ def read_gguf(path: str | Path) -> GGUFSummary:
                + ", ".join(sorted(SUPPORTED_ARCHS)))
     summary = GGUFSummary(p, version, arch, meta, tensors, size,
                           parameters=sum(math.prod(s) for s, _ in tensors.values()))
+    check_hparams(summary)
     if arch == "minicpm":
         summary.missing_mup_keys = [k for k in MUP_KEYS if f"minicpm.{k}" not in meta]
     return summary
+
+
+# llama.cpp's limits (src/llama-hparams.h) and the architectures whose graph asserts that the
+# rope covers the whole head (GGML_ASSERT(n_embd_head == n_rot), e.g. models/granite.cpp,
+# which minicpm reuses). Files outside them abort the process that loads them.
+LLAMA_MAX_LAYERS = 512
+LLAMA_MAX_EXPERTS = 512
+FULL_ROPE_ARCHS = {"llama", "minicpm", "granite", "mistral3", "qwen2", "smollm3"}
+
+
+def check_hparams(s: GGUFSummary) -> None:
+    """Refuse, with a reason, the hyper-parameters that reach a llama.cpp assert (an abort of
+    the whole process) or a vague "failed to load": crafted or broken downloads."""
+
+    def bad(reason: str) -> ModelFileError:
+        return ModelFileError(s.path, f"{reason} (a broken or crafted file; llama.cpp would "
+                                      "fail or abort on it)")
+
+    def num(key: str) -> int | None:
+        v = s.arch_key(key)
+        return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
+
+    layers = num("block_count")
+    if layers is not None and not 0 < layers <= LLAMA_MAX_LAYERS:
+        raise bad(f"block_count is {layers}; llama.cpp takes 1 to {LLAMA_MAX_LAYERS}")
+    experts, used = num("expert_count"), num("expert_used_count")
+    if experts is not None and experts > LLAMA_MAX_EXPERTS:
+        raise bad(f"expert_count is {experts}; llama.cpp takes at most {LLAMA_MAX_EXPERTS}")
+    if used and used > (experts or 0):
+        raise bad(f"expert_used_count ({used}) is more than expert_count ({experts or 0})")
+    embd, heads, kv = num("embedding_length"), num("attention.head_count"), \
+        num("attention.head_count_kv")
+    if heads is None:
+        return
+    if heads <= 0:
+        raise bad(f"attention.head_count is {heads}")
+    if kv is not None and (kv <= 0 or heads % kv):
+        raise bad(f"attention.head_count ({heads}) is not a multiple of "
+                  f"attention.head_count_kv ({kv})")
+    head_dim = num("attention.key_length")
+    if head_dim is None and embd is not None:
+        if embd % heads:
+            raise bad(f"embedding_length ({embd}) does not divide into {heads} heads")
+        head_dim = embd // heads
+    rot = num("rope.dimension_count")
+    if s.architecture in FULL_ROPE_ARCHS and rot is not None and head_dim is not None \
+            and rot != head_dim:
+        raise bad(f"rope.dimension_count ({rot}) differs from the head size ({head_dim})")

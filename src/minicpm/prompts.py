@@ -245,7 +245,7 @@ def assemble(
             p["summary"] = p.get("summary") or "image not available"
         shown.append(p)
     count = budget = None
-    if engine.backend.can_tokenize:
+    if engine.can_tokenize:
         ctx = info.context_length
         reserve = output_reserve(ctx, max_tokens or engine.defaults.max_tokens)
         # The conversation without the context, rendered exactly as the model will see it:

@@ -65,6 +65,23 @@ def test_crash_between_write_and_rename_loses_nothing(tmp_path: Path) -> None:
     assert store.get("c1")["title"] == "v3"
 
 
+async def test_foreign_chat_files_are_skipped(jp_fetch: Any, jp_serverapp: Any) -> None:
+    """Files the server did not write (a JSON array, numeric messages, a string date) are
+    left out of the list; the others are still listed, and opening one is a clear error."""
+    folder = Path(jp_serverapp.web_app.settings["minicpm"].chats.folder)
+    await jp_fetch("minicpm", "chats", "good", method="PUT",
+                   body=json.dumps({"title": "ok", "messages": []}))
+    (folder / "arr.json").write_text("[1, 2, 3]")
+    (folder / "num.json").write_text(json.dumps({"title": "x", "messages": 7}))
+    (folder / "date.json").write_text(json.dumps({"title": "x", "messages": [],
+                                                  "updated": "yesterday"}))
+    r = await jp_fetch("minicpm", "chats")
+    assert [c["id"] for c in json.loads(r.body)["chats"]] == ["good"]
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("minicpm", "chats", "arr")
+    assert e.value.code == 500 and "damaged" in e.value.response.body.decode()
+
+
 def test_failed_write_keeps_old_file(tmp_path: Path, monkeypatch: Any) -> None:
     store = ChatStore(tmp_path)
     store.save("c1", "v1", [])

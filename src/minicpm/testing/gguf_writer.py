@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,12 +74,16 @@ def gguf_tensors(cfg: TinyConfig, weights: dict[str, np.ndarray]) -> dict[str, n
 def write_gguf(cfg: TinyConfig, weights: dict[str, np.ndarray], path: str | Path,
                dtype: str = "f32", mup_keys: bool | Iterable[str] = True,
                vocab: TinyVocab | None = None, name: str = "tiny-minicpm",
-               chat_template: str | None = MINICPM_CHAT_TEMPLATE) -> Path:
+               chat_template: str | None = MINICPM_CHAT_TEMPLATE,
+               overrides: dict[str, Any] | None = None) -> Path:
     """Write ``cfg``/``weights`` as a GGUF file of arch ``minicpm`` (or ``llama`` for a
     llama-format config). ``dtype``: "f32", "f16", "q8_0" or "q4_0" for the matrices (norms
     stay f32).
     ``mup_keys``: True writes all three μP keys, False none, or an iterable of the key names
-    (embedding_scale, residual_scale, logit_scale) to write — to build broken files on purpose."""
+    (embedding_scale, residual_scale, logit_scale) to write — to build broken files on purpose.
+    ``overrides``: metadata written instead of what ``cfg`` says, e.g.
+    ``{"minicpm.attention.head_count_kv": 3}`` (int → uint32, float → float32, str): crafted
+    files whose header disagrees with their tensors, as hostile downloads may."""
     import gguf
 
     if dtype not in _DTYPES:
@@ -133,6 +138,12 @@ def write_gguf(cfg: TinyConfig, weights: dict[str, np.ndarray], path: str | Path
     w.add_add_eos_token(False)
     if chat_template:
         w.add_chat_template(chat_template)
+
+    for key, val in (overrides or {}).items():
+        vtype = gguf.GGUFValueType.STRING if isinstance(val, str) else \
+            gguf.GGUFValueType.FLOAT32 if isinstance(val, float) else gguf.GGUFValueType.UINT32
+        w.kv_data[0].pop(key, None)
+        w.add_key_value(key, val, vtype)
 
     for tname, arr in gguf_tensors(cfg, weights).items():
         if arr.ndim == 1 or dtype == "f32":
