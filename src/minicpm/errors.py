@@ -72,3 +72,7 @@ class EngineCrashedError(MiniCPMError):
         self.signal_name = signal_name
         self.during = during  # "loading" | "running"
         super().__init__(message)
+
+
+class SchemaError(MiniCPMError, ValueError):
+    """A response_format / tool schema that cannot become a grammar (an HTTP 400)."""

@@ -15,11 +15,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import MiniCPMError
+from .errors import SchemaError
 
-
-class SchemaError(MiniCPMError, ValueError):
-    """A response_format / tool schema that cannot become a grammar (an HTTP 400)."""
+__all__ = ["SchemaError"]  # defined with the other engine errors (the worker protocol maps them)
 
 
 # Validation keywords the converter does not enforce: output would parse but might not validate.

