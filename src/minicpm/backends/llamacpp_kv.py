@@ -191,7 +191,15 @@ class KVSession:
                              "restore_s": round(stats.restore_seconds - restore0, 4)}
         t1 = time.perf_counter()
         try:
-            logits = self.decode(list(tokens[m:]), cancel=cancel)
+            # The last prompt token is always decoded on its own, so the first answer token's
+            # logits come from the same single-token pass whether the prefix was prefilled now
+            # or reused: the same request then gives the same text whatever ran before. (Batched
+            # and single-token matmuls round differently; on some CPUs enough to flip a greedy
+            # choice. The price is one more weight pass per request.)
+            head = list(tokens[m:-1])
+            if head and self.decode(head, cancel=cancel) is None:
+                return None
+            logits = self.decode(list(tokens[-1:]), cancel=cancel)
         finally:
             # Where this request's time before its first token went (the bench prints it).
             done = time.perf_counter()
