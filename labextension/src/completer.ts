@@ -33,6 +33,9 @@ import { isFreshLine, modeFor } from './freshLine';
 const PLUGIN_ID = 'jupyter-minicpm:completer';
 const MANUAL_MIN_TOKENS = 128;
 const FRESH_LINE_MS = 1000; // our own trigger after Enter reaches fetch well within this
+// after the editor has applied Enter and JupyterLab has seen the change (it counts changes
+// and ignores answers to requests older than the last one)
+const FRESH_LINE_DELAY_MS = 30;
 
 /** The cells above the active one, when the editor is a notebook's (duck-typed: no runtime
  * dependency on the notebook package). */
@@ -175,7 +178,7 @@ function triggerOnFreshLine(
           provider.expectFreshLine();
           manager.inline.invoke(widget.id);
         }
-      }, 0);
+      }, FRESH_LINE_DELAY_MS);
     },
     true
   );
