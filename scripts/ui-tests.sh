@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The JupyterLab sidebar's tests: build the labextension, jest unit tests, galata browser tests
-# against a real jupyter server running minicpm_server with the stand-in model.
+# against a real jupyter server running minicpm_server with the stand-in model, then the same
+# sidebar in Jupyter Notebook 7 (tests/ui/notebook7.config.js).
 #
 #   bash scripts/ui-tests.sh            # everything
 #   UI_SKIP_GALATA=1 bash scripts/ui-tests.sh   # build + unit tests only
@@ -47,4 +48,8 @@ fi
 step "galata: browser tests"
 rm -rf tests/ui/test-results/screenshots
 (cd tests/ui && CI=1 jlpm playwright test "$@")
+if [ "$#" -eq 0 ]; then
+  step "Jupyter Notebook 7: browser test (plain Playwright)"
+  (cd tests/ui && CI=1 jlpm playwright test -c notebook7.config.js)
+fi
 step "done; screenshots in tests/ui/test-results/screenshots"

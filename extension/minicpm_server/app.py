@@ -22,7 +22,8 @@ from .handlers import (
     StatusHandler,
     UnloadHandler,
 )
-from .openai_api import ChatCompletionsHandler, ModelsListHandler
+from .openai_api import ModelHandler, ModelsListHandler, NotFoundHandler
+from .openai_chat import ChatCompletionsHandler
 
 ROUTES: list[tuple[str, Any]] = [
     ("minicpm/status", StatusHandler),
@@ -33,8 +34,10 @@ ROUTES: list[tuple[str, Any]] = [
     (r"minicpm/chats/([^/]+)", ChatHandler),
     ("minicpm/chat", ChatWebSocket),
     ("minicpm/v1/models", ModelsListHandler),
+    (r"minicpm/v1/models/(.+)", ModelHandler),
     ("minicpm/v1/chat/completions", ChatCompletionsHandler),
     *COMPLETION_ROUTES,  # inline completion socket + /v1/completions (completion_api.py)
+    (r"minicpm/v1/(.*)", NotFoundHandler),  # last: every other /v1 path, as JSON
 ]
 
 

@@ -23,7 +23,7 @@ from minicpm.catalogue import STANDIN_HINT, resolve
 from minicpm.prompts import Assembled
 
 from .config import MiniCPM
-from .errors import RequestError, message_for, status_for
+from .errors import RequestError, code_for, message_for, status_for
 from .events import Delta, Done, Event, Failed, Queued, Started
 
 log = logging.getLogger("minicpm_server")
@@ -288,8 +288,11 @@ class EngineHost:
                 gen = engine.complete(job.prompt or "", cancel=job.cancel_event,
                                       truncate=job.truncate, **job.sampling)
             emit(Started(engine.info.label, notice))
+            seen = 0
             for delta in gen:
-                emit(Delta(delta))
+                lps = gen.token_logprobs  # entries arrive before their token's text
+                emit(Delta(delta, tuple(lps[seen:]) or None))
+                seen = len(lps)
             usage = gen.usage
             if job.cancel_event.is_set():
                 usage.finish_reason = "cancelled"
@@ -302,7 +305,7 @@ class EngineHost:
                 return
             if status_for(e) >= 500:
                 log.exception("generation %s failed", job.id)
-            post(self._finish, job, Failed(status_for(e), message_for(e)))
+            post(self._finish, job, Failed(status_for(e), message_for(e), code_for(e)))
         finally:
             if gen is not None:
                 try:

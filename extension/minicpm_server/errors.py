@@ -19,9 +19,10 @@ from minicpm.errors import (
 class RequestError(Exception):
     """A client mistake found by the server itself (bad frame, unknown chat id…)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 def status_for(exc: BaseException) -> int:
@@ -34,6 +35,13 @@ def status_for(exc: BaseException) -> int:
     if isinstance(exc, (BackendUnavailableError, OutOfMemoryError)):
         return 503
     return 500
+
+
+def code_for(exc: BaseException) -> str | None:
+    """OpenAI's machine-readable code for the errors clients act on."""
+    if isinstance(exc, ContextOverflowError):
+        return "context_length_exceeded"
+    return getattr(exc, "code", None) if isinstance(exc, RequestError) else None
 
 
 def message_for(exc: BaseException) -> str:

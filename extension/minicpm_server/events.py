@@ -25,6 +25,8 @@ class Started:
 @dataclass(frozen=True)
 class Delta:
     text: str
+    # OpenAI logprob entries of the tokens this text completes (when asked for).
+    logprobs: tuple[dict, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Done:
 class Failed:
     status: int
     message: str
+    code: str | None = None  # OpenAI's error code, e.g. "context_length_exceeded"
 
 
 Event = Queued | Started | Delta | Done | Failed
@@ -49,7 +52,8 @@ def drain(events: asyncio.Queue[Event], first: Event) -> list[Event]:
         ev = events.get_nowait()
         last = out[-1]
         if isinstance(ev, Delta) and isinstance(last, Delta):
-            out[-1] = Delta(last.text + ev.text)
+            lps = (last.logprobs or ()) + (ev.logprobs or ())
+            out[-1] = Delta(last.text + ev.text, lps or None)
         else:
             out.append(ev)
     return out

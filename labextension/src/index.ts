@@ -58,7 +58,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const panel = new ChatPanel(client, rendermime, notebooks);
     panel.title.icon = chatIcon;
     panel.title.caption = 'MiniCPM';
-    panel.title.label = '';
+    // JupyterLab's right tab shows the icon alone; Notebook 7 heads its side panel with the label
+    panel.title.label = app.name === 'Jupyter Notebook' ? 'MiniCPM' : '';
     app.shell.add(panel, 'right', { rank: 600 });
     restorer?.add(panel, 'minicpm-chat');
     tracker.currentChanged.connect(() => panel.refreshContext());

@@ -81,6 +81,8 @@ export interface IEngineInfo {
   device?: string;
   stand_in?: boolean;
   vision?: boolean;
+  /** the file loaded (llama.cpp): lets the picker select a listed model by its file */
+  path?: string | null;
 }
 
 export interface IStatus {
@@ -98,6 +100,13 @@ export interface IModelRow {
   name: string;
   available: boolean;
   stand_in: boolean;
+  /** readable name (Ollama's name:tag, a file name); `name` is what loads it */
+  label?: string;
+  /** "catalogue", "ollama", "lm studio", "hf cache", "llama.cpp cache", "models folder", "stand-in" */
+  source?: string;
+  /** false for embedding models, lone projectors, unsupported architectures */
+  chat?: boolean;
+  minicpm?: boolean;
   format?: string;
   size_bytes?: number;
   vision?: boolean;

@@ -101,6 +101,24 @@ describe('pickerEntries', () => {
     const { entries } = pickerEntries(rows, 'remote-llama', 'llama-3 (remote)');
     expect(entries[entries.length - 1]).toEqual({ value: 'remote-llama', label: 'llama-3 (remote)' });
   });
+  it("names other tools' models by their own names, with the store, and loads them by id", () => {
+    const found = [
+      { name: 'ollama:minicpm-v:latest', label: 'minicpm-v:latest', source: 'ollama', available: true,
+        stand_in: false, chat: true, local_path: '/h/.ollama/models/blobs/sha256-aa' },
+      { name: 'lmstudio:openbmb/MiniCPM5-1B-GGUF/MiniCPM5-1B-Q4_K_M.gguf', label: 'MiniCPM5-1B-Q4_K_M.gguf',
+        source: 'lm studio', available: true, stand_in: false, chat: true },
+      { name: 'ollama:nomic-embed-text:latest', label: 'nomic-embed-text:latest', source: 'ollama',
+        available: true, stand_in: false, chat: false },
+      { name: 'my-finetune', label: 'my-finetune', source: 'models folder', available: true, stand_in: false }
+    ];
+    const { entries } = pickerEntries(found, null);
+    expect(entries.slice(1).map(e => [e.value, e.label, e.source])).toEqual([
+      ['ollama:minicpm-v:latest', 'minicpm-v:latest · Ollama', 'ollama'],
+      ['lmstudio:openbmb/MiniCPM5-1B-GGUF/MiniCPM5-1B-Q4_K_M.gguf', 'MiniCPM5-1B-Q4_K_M.gguf · LM Studio', 'lm studio'],
+      ['my-finetune', 'my-finetune · models folder', 'models folder']
+    ]);
+    expect(entries[1].path).toBe('/h/.ollama/models/blobs/sha256-aa');
+  });
 });
 
 describe('the stand-in hint', () => {

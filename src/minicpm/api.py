@@ -11,8 +11,10 @@ from typing import Any
 from . import templates
 from .backends.base import Backend, EngineInfo, Usage, stream_text
 from .errors import BackendUnavailableError, ContextOverflowError
+from .grammar import SchemaError, response_format_grammar
 from .prompts import output_reserve
 from .sampling import SamplingParams
+from .tools import parse_tool_calls, plan_chat, to_template_messages
 
 log = logging.getLogger("minicpm")
 
@@ -27,9 +29,15 @@ class Generation:
     ends; ``text`` is everything produced so far."""
 
     def __init__(self, run: Callable[[threading.Event, Usage], Iterator[str]],
-                 cancel: threading.Event | None = None):
+                 cancel: threading.Event | None = None,
+                 token_logprobs: list[dict[str, Any]] | None = None, tool_mode: str = "none"):
         self.cancel_event = cancel or threading.Event()
         self.usage = Usage()
+        # One OpenAI-shaped entry per generated token (when logprobs were asked for),
+        # appended before the delta that holds the token is yielded.
+        self.token_logprobs: list[dict[str, Any]] = (token_logprobs if token_logprobs
+                                                     is not None else [])
+        self.tool_mode = tool_mode  # "none" | "auto" | "required" | "named"
         self._parts: list[str] = []
         self._it = run(self.cancel_event, self.usage)
 
@@ -51,6 +59,16 @@ class Generation:
     @property
     def text(self) -> str:
         return "".join(self._parts)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """OpenAI ``tool_calls`` parsed from the text (empty when tools were not offered)."""
+        return parse_tool_calls(self.text)[1] if self.tool_mode != "none" else []
+
+    @property
+    def content(self) -> str | None:
+        """The text without its tool calls (None when the reply is only calls)."""
+        return parse_tool_calls(self.text)[0] if self.tool_mode != "none" else self.text
 
     def read(self) -> str:
         """Run to the end and return the whole text."""
@@ -80,7 +98,8 @@ class Engine:
     def render(self, messages: Sequence[dict[str, Any]]) -> str:
         """The exact prompt text the model sees for a conversation (BOS not included)."""
         b = self.backend
-        return templates.render(b.chat_template, messages, b.bos_text, b.eos_text, b.adds_bos)
+        plain = to_template_messages(templates.normalize_messages(messages))
+        return templates.render(b.chat_template, plain, b.bos_text, b.eos_text, b.adds_bos)
 
     def count_tokens(self, text: str, add_bos: bool = False) -> int:
         return len(self.backend.tokenize(text, add_bos=add_bos))
@@ -131,9 +150,17 @@ class Engine:
     def chat(self, messages: Sequence[dict[str, Any]], images: Sequence[Any] | None = None, *,
              cancel: threading.Event | None = None, truncate: str = "error",
              **sampling: Any) -> Generation:
-        """Stream a reply to a conversation of {'role': system|user|assistant, 'content'}."""
-        msgs = templates.normalize_messages(messages)
+        """Stream a reply to a conversation of {'role': system|user|assistant|tool, 'content'}.
+
+        Besides sampling: ``response_format`` (OpenAI's json_object / json_schema), ``tools``
+        and ``tool_choice`` (grammar-constrained on llama.cpp; see tools.py), ``logprobs``,
+        ``top_logprobs``, ``frequency_penalty``, ``presence_penalty``, ``logit_bias``."""
+        msgs, sampling, tool_mode = plan_chat(
+            templates.normalize_messages(messages), sampling,
+            forwards=getattr(self.backend, "forwards_structured", False))
         params = SamplingParams.from_kwargs(self.defaults, **sampling)
+        self._check_structured(params)
+        lps: list[dict[str, Any]] = []
         if truncate not in TRUNCATE_MODES:
             raise ValueError(f"truncate must be one of {TRUNCATE_MODES}")
         imgs = list(images or ())
@@ -147,16 +174,21 @@ class Engine:
                 tokens = self._fit_chat(msgs, params, truncate, usage)
                 stops = templates.stop_strings(self.backend.chat_template)
                 yield from stream_text(self.backend, tokens, params, cancel_event, usage, stops,
-                                       lstrip=True)
+                                       lstrip=True, logprobs_out=lps)
 
-        return Generation(run, cancel)
+        return Generation(run, cancel, lps, tool_mode)
 
     def complete(self, prompt: str, *, cancel: threading.Event | None = None,
                  truncate: str = "error", **sampling: Any) -> Generation:
         """Stream a raw continuation of ``prompt`` (no chat template; BOS added)."""
         if not isinstance(prompt, str):
             raise ValueError("prompt must be a string")
+        rf = sampling.pop("response_format", None)
+        if rf is not None:
+            sampling["grammar"] = response_format_grammar(rf)
         params = SamplingParams.from_kwargs(self.defaults, **sampling)
+        self._check_structured(params)
+        lps: list[dict[str, Any]] = []
 
         def run(cancel_event: threading.Event, usage: Usage) -> Iterator[str]:
             with self._lock:
@@ -174,9 +206,19 @@ class Engine:
                     log.warning("dropped the first %d prompt tokens to fit the context",
                                 usage.truncated_tokens)
                     tokens = tokens[:1] + tokens[len(tokens) - keep + 1:]
-                yield from stream_text(self.backend, tokens, params, cancel_event, usage)
+                yield from stream_text(self.backend, tokens, params, cancel_event, usage,
+                                       logprobs_out=lps)
 
-        return Generation(run, cancel)
+        return Generation(run, cancel, lps)
+
+    def _check_structured(self, params: SamplingParams) -> None:
+        """Options a backend cannot honour are refused, never silently dropped."""
+        b = self.backend
+        if params.grammar and not b.supports_grammar:
+            raise SchemaError(f"the {b.name} backend cannot constrain its output "
+                              "(response_format, tools): load a GGUF model (llama.cpp backend)")
+        if (params.logprobs or params.top_logprobs) and not b.supports_logprobs:
+            raise ValueError(f"the {b.name} backend does not report logprobs")
 
     def stats(self) -> dict[str, Any]:
         """Prompt-cache hits, tokens reused, speculative acceptance and memory (backends that

@@ -128,12 +128,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1, default=list))
         return 0
     for r in rows:
-        mark = "*" if r["available"] else " "
+        # * = here and chats; - = here but not a chat model (embeddings, a projector alone)
+        mark = (" " if not r["available"] else "*" if r.get("chat", True) else "-")
         size = f"{r['size_bytes'] / 1e9:5.2f} GB" if r["size_bytes"] else "   ?    "
         label = r["name"] + (" (stand-in)" if r["stand_in"] else "")
+        source = r.get("source") or ""
+        kind = r["format"] if r.get("chat", True) else r.get("kind", "")
         where = r["local_path"] or r["hub_id"] or ""
-        print(f"{mark} {label:40s} {r['format']:5s} {size} {'/'.join(r['backends']):10s} {where}")
-    print("* = on this machine", file=sys.stderr)
+        print(f"{mark} {label:44s} {source:15s} {kind:10s} {size} {where}")
+    print("* = on this machine; - = on this machine, not a chat model; other tools' models "
+          "load in place by the name shown", file=sys.stderr)
     return 0
 
 

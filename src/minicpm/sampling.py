@@ -23,6 +23,20 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # benchmarks: always generate max_tokens
+    # OpenAI's extras: penalties on tokens generated so far, a bias per token id, and the
+    # log-probabilities of each chosen token (plus the top_logprobs most likely ones).
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: bool = False
+    top_logprobs: int = 0
+    # Constrained sampling (set by Engine from response_format / tools; see grammar.py): a
+    # GBNF grammar, and for a lazy one the regex patterns that switch it on.
+    grammar: str | None = None
+    grammar_triggers: tuple[str, ...] = ()
+    # response_format / tools / tool_choice as given, for a backend that forwards them to a
+    # server of its own (remote) instead of sampling with a grammar itself.
+    passthrough: Any = None
 
     @property
     def greedy(self) -> bool:
@@ -39,6 +53,10 @@ class SamplingParams:
         if "stop" in values:
             stop = values["stop"]
             values["stop"] = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        if "logit_bias" in values:
+            values["logit_bias"] = _logit_bias(values["logit_bias"])
+        if "grammar_triggers" in values:
+            values["grammar_triggers"] = tuple(values["grammar_triggers"])
         params = replace(base or cls(), **values)
         params.validate()
         return params
@@ -56,6 +74,43 @@ class SamplingParams:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise ValueError("stop must be non-empty strings")
+        for name in ("frequency_penalty", "presence_penalty"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not -2.0 <= v <= 2.0:
+                raise ValueError(f"{name} must be a number in [-2, 2], got {v!r}")
+        if isinstance(self.top_logprobs, bool) or not isinstance(self.top_logprobs, int) \
+                or not 0 <= self.top_logprobs <= 20:
+            raise ValueError(f"top_logprobs must be a whole number in [0, 20], got "
+                             f"{self.top_logprobs!r}")
+        if not isinstance(self.logprobs, bool):
+            raise ValueError("logprobs must be true or false")
+        if self.grammar is not None and not isinstance(self.grammar, str):
+            raise ValueError("grammar must be GBNF text")
+
+
+MAX_LOGIT_BIAS = 300  # entries (OpenAI accepts up to 300)
+
+
+def _logit_bias(raw: Any) -> tuple[tuple[int, float], ...]:
+    """OpenAI's {"token id": bias in [-100, 100]} → sorted (id, bias) pairs."""
+    if isinstance(raw, tuple):
+        return raw
+    if not isinstance(raw, dict):
+        raise ValueError("logit_bias must be an object of {token id: bias}")
+    if len(raw) > MAX_LOGIT_BIAS:
+        raise ValueError(f"logit_bias has {len(raw)} entries; the limit is {MAX_LOGIT_BIAS}")
+    out = []
+    for k, v in raw.items():
+        try:
+            tok = int(k)
+        except (TypeError, ValueError):
+            raise ValueError(f"logit_bias keys must be token ids, got {k!r}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not -100 <= v <= 100:
+            raise ValueError(f"logit_bias values must be numbers in [-100, 100], got {v!r}")
+        if tok < 0:
+            raise ValueError(f"logit_bias: token id {tok} is negative")
+        out.append((tok, float(v)))
+    return tuple(sorted(out))
 
 
 def apply_repetition_penalty(logits: np.ndarray, history: Iterable[int], penalty: float) -> np.ndarray:

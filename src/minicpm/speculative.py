@@ -23,15 +23,22 @@ PENALTY_LAST_N = 64  # as llama.cpp: the repetition penalty looks at the last 64
 
 
 class TokenSampler:
-    """Repetition penalty → greedy argmax, or temperature → top-k → top-p → one draw.
+    """Repetition penalty (and OpenAI's logit bias, frequency and presence penalties) →
+    greedy argmax, or temperature → top-k → top-p → one draw.
     Same steps as ``sampling.sample_token``, with a partial sort so that a 120k vocabulary
     costs well under a millisecond per token."""
 
-    def __init__(self, params: SamplingParams, seed: int | None):
+    def __init__(self, params: SamplingParams, seed: int | None, prompt_len: int = 0):
         self.params = params
         self.rng = np.random.default_rng(seed)
+        # frequency / presence penalties count only generated tokens (as OpenAI's do).
+        self.prompt_len = prompt_len
+        bias = params.logit_bias
+        self._bias_ids = np.array([t for t, _ in bias], dtype=np.int64)
+        self._bias_vals = np.array([b for _, b in bias], dtype=np.float32)
 
-    def __call__(self, logits: np.ndarray, history: Sequence[int]) -> int:
+    def adjust(self, logits: np.ndarray, history: Sequence[int]) -> np.ndarray:
+        """Repetition penalty, logit bias, frequency and presence penalties (a copy if any)."""
         p = self.params
         if p.repetition_penalty != 1.0 and history:
             logits = logits.astype(np.float32, copy=True)
@@ -39,6 +46,20 @@ class TokenSampler:
             vals = logits[ids]
             logits[ids] = np.where(vals > 0, vals / p.repetition_penalty,
                                    vals * p.repetition_penalty)
+        if self._bias_ids.size:
+            logits = logits.astype(np.float32, copy=True)
+            keep = self._bias_ids < logits.size
+            logits[self._bias_ids[keep]] += self._bias_vals[keep]
+        if (p.frequency_penalty or p.presence_penalty) and len(history) > self.prompt_len:
+            ids, counts = np.unique(np.asarray(history[self.prompt_len:], dtype=np.int64),
+                                    return_counts=True)
+            logits = logits.astype(np.float32, copy=True)
+            logits[ids] -= counts * p.frequency_penalty + p.presence_penalty
+        return logits
+
+    def __call__(self, logits: np.ndarray, history: Sequence[int]) -> int:
+        p = self.params
+        logits = self.adjust(logits, history)
         if p.greedy:
             return int(np.argmax(logits))
         k = int(p.top_k) if p.top_k and p.top_k < logits.size else logits.size

@@ -20,6 +20,8 @@ CHATML_JINJA = (
 )
 
 ROLES = ("system", "user", "assistant")
+# What a conversation may hold on input (tool turns are rendered as text before templating).
+INPUT_ROLES = (*ROLES, "tool", "developer")
 
 Message = Mapping[str, Any]
 
@@ -41,20 +43,52 @@ def message_text(content: Any) -> str:
     raise ValueError(f"message content must be a string or a list of parts, got {type(content).__name__}")
 
 
-def normalize_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
-    """Check roles and flatten content to text; raises ValueError on a malformed conversation."""
+def normalize_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Check roles and flatten content to text; raises ValueError on a malformed conversation.
+
+    Besides system / user / assistant: ``developer`` is taken as ``system`` (OpenAI's newer
+    name), assistant turns may carry OpenAI ``tool_calls``, and ``tool`` turns carry results
+    (``tools.to_template_messages`` turns both into text every template can render)."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise ValueError("messages must be a list of {'role', 'content'} objects")
     if not messages:
         raise ValueError("messages is empty")
-    out = []
+    out: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or "role" not in m:
             raise ValueError(f"messages[{i}] must be an object with 'role' and 'content'")
-        role = m["role"]
-        if role not in ROLES:
-            raise ValueError(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {role!r}")
-        out.append({"role": role, "content": message_text(m.get("content"))})
+        role = "system" if m["role"] == "developer" else m["role"]
+        if role not in INPUT_ROLES:
+            raise ValueError(f"messages[{i}].role must be one of {', '.join(INPUT_ROLES)}, "
+                             f"got {m['role']!r}")
+        msg: dict[str, Any] = {"role": role, "content": message_text(m.get("content"))}
+        if role == "assistant" and m.get("tool_calls"):
+            msg["tool_calls"] = _check_calls(m["tool_calls"], i)
+        if role == "tool":
+            tid = m.get("tool_call_id")
+            if tid is not None and not isinstance(tid, str):
+                raise ValueError(f"messages[{i}].tool_call_id must be a string")
+            msg["tool_call_id"] = tid
+        out.append(msg)
+    return out
+
+
+def _check_calls(calls: Any, i: int) -> list[dict[str, Any]]:
+    """An assistant turn's OpenAI tool_calls, reduced to what the prompt needs."""
+    if not isinstance(calls, Sequence) or isinstance(calls, (str, bytes)):
+        raise ValueError(f"messages[{i}].tool_calls must be a list")
+    out = []
+    for j, c in enumerate(calls):
+        fn = c.get("function") if isinstance(c, Mapping) else None
+        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+            raise ValueError(f"messages[{i}].tool_calls[{j}] must be "
+                             "{'type': 'function', 'function': {'name', 'arguments'}}")
+        args = fn.get("arguments", "{}")
+        if not isinstance(args, (str, Mapping)):
+            raise ValueError(f"messages[{i}].tool_calls[{j}].function.arguments must be a "
+                             "JSON string")
+        out.append({"id": c.get("id"), "type": "function",
+                    "function": {"name": fn["name"], "arguments": args}})
     return out
 
 
@@ -95,9 +129,13 @@ def render_jinja(
 
 
 def choose_template(architecture: str, file_template: str | None) -> str:
-    """MiniCPM's template for MiniCPM models (whatever their file says, since several community
-    GGUFs carry none or a generic one); otherwise the file's own; ChatML as a last resort."""
-    if architecture == "minicpm" or (file_template and USER_TAG in file_template):
+    """MiniCPM-1/2's template for MiniCPM models (whatever their file says, since several community
+    GGUFs carry none or a generic one), except a file whose own template speaks ChatML: MiniCPM 4
+    keeps arch "minicpm" but was trained on <|im_start|> turns. Otherwise the file's own; ChatML
+    as a last resort."""
+    if file_template and USER_TAG in file_template:
+        return MINICPM
+    if architecture == "minicpm" and not (file_template and "<|im_start|>" in file_template):
         return MINICPM
     return file_template or CHATML_JINJA
 

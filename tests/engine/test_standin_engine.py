@@ -1,5 +1,6 @@
 """The engine contract on the real embedded stand-in model (SmolLM2-135M, llama.cpp)."""
 
+import re
 import socket
 import subprocess
 import sys
@@ -30,8 +31,16 @@ def test_default_is_the_labelled_stand_in(engine):
 
 
 def test_answers_a_plain_question(engine):
-    text = engine.chat(Q, temperature=0, max_tokens=16).read()
-    assert "paris" in text.lower()
+    # What the stand-in knows differs between CPUs (greedy numerics), so this checks the
+    # shape of an answer, not a fact: words, no template markers, stopped or cut at the limit.
+    g = engine.chat(Q, temperature=0, max_tokens=16)
+    text = g.read()
+    assert re.search(r"[A-Za-z]{2,}", text), text
+    assert text == text.lstrip()  # the reply's leading space is dropped
+    for marker in ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "assistant\n"):
+        assert marker not in text
+    assert g.usage.finish_reason in ("stop", "length")
+    assert 0 < g.usage.completion_tokens <= 16
 
 
 def test_streaming_deltas_join_to_the_full_text(engine):
@@ -167,13 +176,21 @@ def test_cli_raw_mode_continues_text():
 
 
 def test_cli_chat_repl_keeps_the_conversation():
-    r = subprocess.run([sys.executable, "-m", "minicpm", "chat", "--temperature", "0",
-                        "--max-tokens", "24", "--system", "You are a helpful assistant."],
-                       input="My name is Ada.\n/reset\nWhat is the capital of France?\n/exit\n",
+    # -v logs each turn's prompt size: the second turn's prompt carries the first turn, and
+    # after /reset the same message starts from an empty conversation again.
+    r = subprocess.run([sys.executable, "-m", "minicpm", "-v", "chat", "--temperature", "0",
+                        "--max-tokens", "12", "--system", "You are a helpful assistant."],
+                       input="My name is Ada.\nWhat is my name?\n/reset\nMy name is Ada.\n/exit\n",
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "paris" in r.stdout.lower()
     assert "[conversation cleared]" in r.stderr
+    turns = [(int(p), int(c)) for p, c in
+             re.findall(r"(\d+) prompt \+ (\d+) generated tokens", r.stderr)]
+    assert len(turns) == 3, r.stderr
+    (p1, c1), (p2, _), (p3, _) = turns
+    assert p2 > p1 + c1  # the first question and its answer are in the second prompt
+    assert p3 == p1  # cleared: the same message alone again
+    assert r.stdout.strip()
 
 
 def test_cli_models_lists_catalogue_and_stand_in():

@@ -57,7 +57,7 @@ def test_openai_style_content_parts_are_flattened():
     assert templates.render_minicpm(msgs) == "<用户>a\nb<AI>"
 
 
-@pytest.mark.parametrize("bad", [[], "hello", [{"content": "x"}], [{"role": "tool", "content": "x"}],
+@pytest.mark.parametrize("bad", [[], "hello", [{"content": "x"}], [{"role": "robot", "content": "x"}],
                                  [{"role": "user", "content": 5}]])
 def test_malformed_conversations_are_refused(bad):
     with pytest.raises(ValueError):

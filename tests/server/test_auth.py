@@ -1,4 +1,5 @@
-"""Authentication, authorization and origin: every route refuses a request without a token,
+"""Authentication, authorization and origin: every route refuses a request without a token
+(403; 401 with an OpenAI-shaped body under /minicpm/v1),
 every route asks the authorizer (a denying one → 403), a cross-origin WebSocket on the login
 cookie is refused, and a cookie-authenticated POST needs the XSRF token."""
 
@@ -56,7 +57,12 @@ async def test_rest_routes_need_a_token(jp_serverapp: Any, http_server_client: A
         r = await http_server_client.fetch(jp_base_url + path, method=method, body=body,
                                            headers=headers, raise_error=False,
                                            follow_redirects=False)
-        assert r.code == 403, (path, headers, r.code)
+        if path.startswith("minicpm/v1/"):
+            # OpenAI clients expect 401 with a JSON body for a missing or wrong key.
+            assert r.code == 401, (path, headers, r.code)
+            assert json.loads(r.body)["error"]["code"] == "invalid_api_key"
+        else:
+            assert r.code == 403, (path, headers, r.code)
 
 
 @pytest.mark.parametrize("path", ws_routes())

@@ -243,7 +243,8 @@ def test_legacy_completions_refuse_bad_bodies_and_no_token(real_server: str) -> 
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
 
-    assert post({"prompt": "x", "max_tokens": 2}, token=None)[0] == 403
+    code, body = post({"prompt": "x", "max_tokens": 2}, token=None)
+    assert code == 401 and body["error"]["code"] == "invalid_api_key"  # as OpenAI answers
     code, body = post({"prompt": 5})
     assert code == 400 and "prompt" in body["error"]["message"]
     assert post({"prompt": ["a", "b"]})[0] == 400

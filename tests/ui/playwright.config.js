@@ -15,6 +15,7 @@ const reuse = !process.env.CI;
 module.exports = {
   ...baseConfig,
   testDir: './tests',
+  testIgnore: ['**/notebook7.spec.js'], // Jupyter Notebook 7: notebook7.config.js
   outputDir: './test-results/artifacts',
   timeout: 120000,
   expect: { timeout: 30000 },

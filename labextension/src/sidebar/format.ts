@@ -129,11 +129,34 @@ export function assistantName(st: IStatus | null): string {
 export interface IPickerEntry {
   value: string;
   label: string;
+  /** where the file came from when another tool downloaded it ("ollama", "lm studio", …) */
+  source?: string;
+  /** the file, so the status (which names the loaded file) can select its entry */
+  path?: string;
+}
+
+const SOURCE_LABELS: Record<string, string> = {
+  ollama: 'Ollama',
+  'lm studio': 'LM Studio',
+  'hf cache': 'HF cache',
+  'llama.cpp cache': 'llama.cpp cache',
+  'models folder': 'models folder'
+};
+
+/** The picker's text for a model row: its readable name, then where it came from. */
+export function modelLabel(m: IModelRow): string {
+  const name = m.label || m.name;
+  if (m.stand_in) {
+    return `${name} (stand-in)`;
+  }
+  const where = m.source ? SOURCE_LABELS[m.source] : undefined;
+  return where ? `${name} · ${where}` : name;
 }
 
 /**
- * The model picker's entries: models that are here, then the current model when the catalogue
- * does not list it (a remote model, a path), so the picker always shows what answers.
+ * The model picker's entries: models that are here and can chat (the server lists MiniCPM
+ * first; embedding models and lone projectors are not offered), then the current model when
+ * the list does not have it (a remote model, a path), so the picker always shows what answers.
  */
 export function pickerEntries(
   rows: IModelRow[],
@@ -147,7 +170,17 @@ export function pickerEntries(
       missing += 1;
       continue;
     }
-    entries.push({ value: m.name, label: m.stand_in ? `${m.name} (stand-in)` : m.name });
+    if (m.chat === false) {
+      continue;
+    }
+    const e: IPickerEntry = { value: m.name, label: modelLabel(m) };
+    if (m.source && SOURCE_LABELS[m.source]) {
+      e.source = m.source;
+    }
+    if (m.local_path) {
+      e.path = m.local_path;
+    }
+    entries.push(e);
   }
   if (current && !entries.some(e => e.value === current)) {
     entries.push({ value: current, label: currentLabel || current });

@@ -141,7 +141,15 @@ export class StatusHeader extends Widget {
     const { entries, missing } = pickerEntries(r.models, r.current, r.current_label);
     this.select.textContent = '';
     for (const e of entries) {
-      this.select.append(el('option', { value: e.value }, e.label));
+      const attrs: Record<string, string> = { value: e.value };
+      if (e.source) {
+        attrs['data-source'] = e.source;
+        attrs.title = `${e.label}: found in ${e.source}, loaded from there (no copy)`;
+      }
+      if (e.path) {
+        attrs['data-path'] = e.path;
+      }
+      this.select.append(el('option', attrs, e.label));
     }
     if (missing) {
       this.select.append(el('option', { value: GET_MINICPM }, 'Get MiniCPM…'));
@@ -172,13 +180,19 @@ export class StatusHeader extends Widget {
     this.banner.hidden = !hint;
     const model = st.model;
     if (model) {
-      const has = [...this.select.options].some(o => o.value === model.model);
-      if (!has) {
+      const options = [...this.select.options];
+      // the status names the model by the file's own name: find its entry by name or file
+      const match =
+        options.find(o => o.value === model.model) ||
+        (model.path ? options.find(o => o.value && o.dataset.path === model.path) : undefined);
+      let value = match ? match.value : model.model;
+      if (!match) {
         // a model the catalogue does not list (remote, a path): show its name anyway
         this.select.append(el('option', { value: model.model }, model.label || model.model));
+        value = model.model;
       }
-      this.select.value = model.model;
-      this.select.dataset.current = model.model;
+      this.select.value = value;
+      this.select.dataset.current = value;
     }
   }
 

@@ -99,10 +99,15 @@ class Backend(ABC):
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         raise NotImplementedError(f"{self.name} backend does not tokenize locally")
 
+    # Can this backend constrain its output with a grammar (response_format, tools)?
+    supports_grammar: bool = False
+    # Does generate_tokens yield logprob entries (OpenAI's logprobs / top_logprobs)?
+    supports_logprobs: bool = False
+
     def generate_tokens(
         self, prompt_tokens: list[int], params: SamplingParams, cancel: threading.Event
-    ) -> Iterator[tuple[int, bytes]]:
-        """Yield (token id, its bytes) until an end-of-generation token (not yielded), the
+    ) -> Iterator[tuple[Any, ...]]:
+        """Yield (token id, its bytes[, its logprob entry]) until an end-of-generation token (not yielded), the
         caller stops iterating, or ``cancel`` is set (checked before every token)."""
         raise NotImplementedError
 
@@ -140,10 +145,13 @@ def stream_text(
     usage: Usage,
     extra_stops: Sequence[str] = (),
     lstrip: bool = False,
+    logprobs_out: list[dict[str, Any]] | None = None,
 ) -> Iterator[str]:
     """Token ids → text deltas: incremental UTF-8 (a character split over tokens is held until
     whole), stop strings (never emitted), max_tokens, cancel, timings. ``lstrip`` drops the
-    reply's leading white space (SentencePiece models start a turn with a spaced token)."""
+    reply's leading white space (SentencePiece models start a turn with a spaced token).
+    A backend may yield (id, bytes, logprob entry): entries go to ``logprobs_out`` before the
+    text that holds their token is yielded."""
     ctx = backend.info.context_length
     if len(prompt_tokens) >= ctx:
         raise ContextOverflowError(len(prompt_tokens), ctx, reserve=1)
@@ -156,7 +164,10 @@ def stream_text(
     usage.finish_reason = "stop"
     tokens = backend.generate_tokens(prompt_tokens, params, cancel)
     try:
-        for _tok, piece in tokens:
+        for item in tokens:
+            piece = item[1]
+            if logprobs_out is not None and len(item) > 2 and item[2] is not None:
+                logprobs_out.append(item[2])
             now = time.perf_counter()
             if first_at is None:
                 first_at = now

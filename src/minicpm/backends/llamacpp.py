@@ -15,8 +15,9 @@ from ..cpu_share import ThreadTuner, physical_cores
 from ..errors import MiniCPMError, ModelFileError
 from ..gguf_check import read_gguf
 from ..sampling import SamplingParams
-from ..speculative import DraftLength, NGramDrafter, SpecStats, TokenSampler, verify
+from ..speculative import DraftLength, NGramDrafter, SpecStats, verify
 from .base import Backend, EngineInfo, Usage
+from .llamacpp_grammar import make_sampler
 from .llamacpp_kv import KVSession
 from .prompt_cache import PromptCache
 
@@ -80,6 +81,7 @@ def split_kv_type(kv_type: str) -> tuple[str, str]:
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
+    supports_grammar = supports_logprobs = True
 
     def __init__(self, resolved: ResolvedModel, n_ctx: int | None = None,
                  n_threads: int | str | None = None, n_batch: int | None = None,
@@ -259,6 +261,8 @@ class LlamaCppBackend(Backend):
                                       "context_mb": round(self._kv_context_bytes() / 2**20, 1)}}
         out["prompt_cache"]["last"] = dict(self.kv.last_prepare)
         out["threads"] = self.threads.to_dict()
+        if "grammar_stats" in self.__dict__:  # constrained sampling ran (llamacpp_grammar.py)
+            out["grammar"] = self.grammar_stats.to_dict()
         try:
             import psutil
 
@@ -300,22 +304,26 @@ class LlamaCppBackend(Backend):
         if len(prompt_tokens) >= self.llm.n_ctx():
             raise MiniCPMError("prompt does not fit the context")  # stream_text checks first
         seed = params.seed if params.seed is not None else random.randrange(2**31)
-        sample = TokenSampler(params, seed)
+        # Our sampler, with a grammar and log-probabilities when asked (llamacpp_grammar.py).
+        sample = make_sampler(self, params, seed, len(prompt_tokens))
         kv = self.kv
         logits = kv.prepare(prompt_tokens, cancel)  # resumes from the longest cached prefix
         if logits is None:
             return
         history = list(prompt_tokens)
         drafter = draft_len = None
-        if self.speculative:
+        # Drafts are not checked against a grammar and carry no log-probabilities: drafting
+        # is off while either is asked for (plain decoding is always correct).
+        if self.speculative and not sample.exact_steps:
             drafter, draft_len = NGramDrafter(), DraftLength(self.draft_max)
             drafter.reset(history)
         tok = sample(logits, history)
         while True:
-            if cancel.is_set() or (not params.ignore_eos and self._is_eog(tok)):
+            if tok < 0 or cancel.is_set() or self._is_eog(tok) and (
+                    not params.ignore_eos or sample.grammar is not None):
                 return
             history.append(tok)
-            yield tok, self._piece(tok)
+            yield tok, self._piece(tok), sample.last_logprobs
             # The KV cache must stay inside n_ctx: stop before llama.cpp would overflow.
             room = kv.n_ctx - kv.n_tokens - 1
             if cancel.is_set() or room <= 0:
@@ -359,6 +367,9 @@ class LlamaCppBackend(Backend):
         """Chats with images go through the projector's handler; text chats use the token
         pipeline (exact template, stop strings, context checks)."""
         if images and self.vision is not None:
+            if params.grammar or params.logprobs or params.top_logprobs:
+                raise ValueError("response_format, tools and logprobs are not available with "
+                                 "images (the projector's handler samples by itself)")
             # The projector's handler drives the Llama object itself: keep the live text
             # sequence in the cache, and trust nothing in the KV before or after.
             self.kv.save_live()

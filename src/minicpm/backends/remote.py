@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendUnavailableError, ContextOverflowError, MiniCPMError, ModelNotFoundError
 from ..sampling import SamplingParams
+from ..tools import RemoteCallText
 from .base import Backend, EngineInfo, Usage
 
 log = logging.getLogger("minicpm")
@@ -67,6 +68,8 @@ class RemoteError(MiniCPMError):
 
 
 class RemoteBackend(Backend):
+    # response_format / tools / tool_choice go to the server as they are (its own grammar).
+    forwards_structured = True
     name = "remote"
 
     can_tokenize = False  # the server's tokenizer is not ours: no local context budget
@@ -250,6 +253,11 @@ class RemoteBackend(Backend):
             body["repeat_penalty"] = params.repetition_penalty  # llama.cpp's name
         if params.seed is not None:
             body["seed"] = params.seed
+        for k in ("frequency_penalty", "presence_penalty"):
+            if getattr(params, k):
+                body[k] = getattr(params, k)
+        if params.logit_bias:
+            body["logit_bias"] = {str(t): b for t, b in params.logit_bias}
         if params.stop:
             if len(params.stop) > MAX_STOP:
                 raise ValueError(f"{len(params.stop)} stop strings; the remote backend sends "
@@ -266,10 +274,21 @@ class RemoteBackend(Backend):
             last = max(i for i, m in enumerate(msgs) if m["role"] == "user")
             msgs[last]["content"] = [{"type": "text", "text": msgs[last]["content"]}] + [
                 {"type": "image_url", "image_url": {"url": _data_uri(im)}} for im in images]
+        for m in msgs:  # OpenAI wants call arguments as JSON text
+            for c in m.get("tool_calls") or ():
+                if not isinstance(c["function"]["arguments"], str):
+                    c["function"]["arguments"] = json.dumps(c["function"]["arguments"])
         body = {"model": self.model, "messages": msgs, "stream": True,
-                "stream_options": {"include_usage": True}, **self._sampling(params)}
-        return self._stream("/chat/completions", body, cancel, usage,
-                            lambda c: (c.get("delta") or {}).get("content"))
+                "stream_options": {"include_usage": True}, **self._sampling(params),
+                **(params.passthrough or {})}
+        calls = RemoteCallText()  # their tool_calls → our call lines (tools.parse_tool_calls)
+
+        def pick(choice: dict[str, Any]) -> str:
+            delta = choice.get("delta")
+            text = calls.feed(delta) if isinstance(delta, dict) else ""
+            return text + (calls.close() if choice.get("finish_reason") else "")
+
+        return self._stream("/chat/completions", body, cancel, usage, pick)
 
     def stream_complete(self, prompt: str, params: SamplingParams, cancel: threading.Event,
                         usage: Usage) -> Iterator[str] | None:

@@ -173,3 +173,172 @@ def dequantized_weights(cfg: TinyConfig, weights: dict[str, np.ndarray],
         else:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
     return out
+
+
+# --- today's MiniCPM architectures ---------------------------------------------------------------
+# Checked against llama.cpp as vendored in llama-cpp-python 0.3.36:
+# - arch ``minicpm3`` (src/models/minicpm3.cpp): MLA attention. Keys q_lora_rank, kv_lora_rank,
+#   attention.key_length (= qk_nope + qk_rope) and rope.dimension_count (= qk_rope); the value head
+#   is n_embd / n_head (no value_length key, as the converter writes none). Tensors attn_q_a,
+#   attn_q_a_norm, attn_q_b, attn_kv_a_mqa (kv_lora_rank + qk_rope rows), attn_kv_a_norm,
+#   attn_kv_b, attn_output; scale_emb 12 / scale_depth 1.4 / dim_model_base 256 are hard-coded.
+# - "minicpm5" is not an architecture: MiniCPM5-1B is a plain LlamaForCausalLM whose GGUF has a
+#   byte-level BPE vocabulary with tokenizer.ggml.pre = "minicpm5" (its own pre-tokenizer regex,
+#   merges ignored for whole words), so a tiny one is arch ``llama`` with such a vocabulary.
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+    " + '<|im_end|>\\n'}}{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\\n'}}"
+    "{% endif %}"
+)
+
+
+def _rand(rng: np.random.Generator, *shape: int, gain: float = 1.0) -> np.ndarray:
+    return (rng.standard_normal(shape) * gain / np.sqrt(shape[-1])).astype(np.float32)
+
+
+def _norm(rng: np.random.Generator, n: int) -> np.ndarray:
+    return (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+
+def write_minicpm3_gguf(path: str | Path, seed: int = 0, *, hidden: int = 64, n_layer: int = 2,
+                        n_head: int = 4, q_lora_rank: int = 32, kv_lora_rank: int = 16,
+                        qk_nope: int = 16, qk_rope: int = 8, ffn: int = 128, ctx: int = 256,
+                        name: str = "tiny-MiniCPM3",
+                        chat_template: str | None = CHATML_TEMPLATE) -> Path:
+    """A random tiny MiniCPM3 (arch ``minicpm3``) with the SentencePiece tiny vocabulary."""
+    import gguf
+
+    vocab = tiny_vocab(512)
+    rng = np.random.default_rng(seed)
+    v_head = hidden // n_head
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(path), "minicpm3")
+    w.add_name(name)
+    w.add_context_length(ctx)
+    w.add_embedding_length(hidden)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(len(vocab))
+    w.add_q_lora_rank(q_lora_rank)
+    w.add_kv_lora_rank(kv_lora_rank)
+    w.add_key_length(qk_nope + qk_rope)
+    w.add_rope_dimension_count(qk_rope)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    _spm_vocab(w, vocab, chat_template)
+    t = {"token_embd.weight": (0.1 * rng.standard_normal((len(vocab), hidden))).astype(np.float32),
+         "output_norm.weight": _norm(rng, hidden)}
+    for i in range(n_layer):
+        b = f"blk.{i}."
+        t[b + "attn_norm.weight"] = _norm(rng, hidden)
+        t[b + "attn_q_a.weight"] = _rand(rng, q_lora_rank, hidden)
+        t[b + "attn_q_a_norm.weight"] = _norm(rng, q_lora_rank)
+        t[b + "attn_q_b.weight"] = _rand(rng, n_head * (qk_nope + qk_rope), q_lora_rank)
+        t[b + "attn_kv_a_mqa.weight"] = _rand(rng, kv_lora_rank + qk_rope, hidden)
+        t[b + "attn_kv_a_norm.weight"] = _norm(rng, kv_lora_rank)
+        t[b + "attn_kv_b.weight"] = _rand(rng, n_head * (qk_nope + v_head), kv_lora_rank)
+        t[b + "attn_output.weight"] = _rand(rng, hidden, n_head * v_head, gain=3)
+        t[b + "ffn_norm.weight"] = _norm(rng, hidden)
+        t[b + "ffn_gate.weight"] = _rand(rng, ffn, hidden)
+        t[b + "ffn_up.weight"] = _rand(rng, ffn, hidden)
+        t[b + "ffn_down.weight"] = _rand(rng, hidden, ffn, gain=3)
+    return _finish(w, t, path)
+
+
+def bpe_vocab() -> tuple[list[str], list[int], list[str]]:
+    """A byte-level BPE vocabulary (GPT-2 byte alphabet, a few merges, ChatML specials):
+    (tokens, token types, merges). Ids 0–2: <unk> <s> </s>; 3–4: <|im_start|> <|im_end|>."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]
+    byte_chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            byte_chars[b] = chr(b)
+        else:
+            byte_chars[b] = chr(256 + extra)
+            extra += 1
+    space = byte_chars[ord(" ")]
+    specials = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    tokens = specials + [byte_chars[b] for b in range(256)]
+    merges: list[str] = []
+    for word in ("the", "and", "hello", "world", "python", "data", "what", "is", "in", "you"):
+        pieces = [space, *word]
+        while len(pieces) > 1:
+            merges.append(f"{pieces[0]} {pieces[1]}")
+            pieces = [pieces[0] + pieces[1], *pieces[2:]]
+            if pieces[0] not in tokens:
+                tokens.append(pieces[0])
+    types = [3] * len(specials) + [1] * (len(tokens) - len(specials))
+    return tokens, types, merges
+
+
+def write_minicpm5_gguf(path: str | Path, seed: int = 0, *, hidden: int = 64, n_layer: int = 2,
+                        n_head: int = 4, n_head_kv: int = 2, ffn: int = 128, ctx: int = 256,
+                        name: str = "tiny-MiniCPM5",
+                        chat_template: str | None = CHATML_TEMPLATE) -> Path:
+    """A random tiny MiniCPM5: arch ``llama`` (GQA, untied head) with a byte-level BPE vocabulary
+    whose pre-tokenizer is ``minicpm5``, as openbmb/MiniCPM5-1B-GGUF's files have."""
+    import gguf
+
+    from .tiny import TinyConfig, random_weights
+
+    tokens, types, merges = bpe_vocab()
+    cfg = TinyConfig(vocab_size=len(tokens), hidden_size=hidden, num_hidden_layers=n_layer,
+                     num_attention_heads=n_head, num_key_value_heads=n_head_kv,
+                     intermediate_size=ffn, max_position_embeddings=ctx,
+                     architecture="llama", tie_word_embeddings=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name(name)
+    w.add_context_length(ctx)
+    w.add_embedding_length(hidden)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_rope_dimension_count(cfg.head_dim)
+    w.add_rope_freq_base(cfg.rope_theta)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(len(tokens))
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("minicpm5")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(4)  # <|im_end|> ends a turn
+    w.add_add_bos_token(False)
+    if chat_template:
+        w.add_chat_template(chat_template)
+    return _finish(w, gguf_tensors(cfg, random_weights(cfg, seed)), path)
+
+
+def _spm_vocab(w, vocab: TinyVocab, chat_template: str | None) -> None:  # type: ignore[no-untyped-def]
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(vocab.pieces)
+    w.add_token_scores(vocab.scores)
+    w.add_token_types(vocab.types)
+    w.add_bos_token_id(vocab.bos_id)
+    w.add_eos_token_id(vocab.eos_id)
+    w.add_unk_token_id(vocab.unk_id)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    if chat_template:
+        w.add_chat_template(chat_template)
+
+
+def _finish(w, tensors: dict[str, np.ndarray], path: Path) -> Path:  # type: ignore[no-untyped-def]
+    for tname, arr in tensors.items():
+        w.add_tensor(tname, np.ascontiguousarray(arr, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
