@@ -10,7 +10,11 @@ are typed character by character (the editor supplies indentation after Enter), 
 per ``--keystroke-ms``, with a ``--think-ms`` pause after ``(``, ``.`` and ``=`` and a
 ``--line-pause-ms`` pause at the end of every line (reading the suggestion). As in JupyterLab:
 no request when the line before the cursor is blank; after ``--debounce-ms`` without a
-keystroke, a request; every keystroke stops the request in flight (a ``stop`` frame).
+keystroke, a request; every keystroke stops the request in flight (a ``stop`` frame). Our
+provider also asks on the fresh line after Enter (``--enter-pause-ms`` there; ``block`` mode
+after a block opener) and keeps a suggestion that starts with the typed newline; the table's
+last column counts the keystrokes after Enter that got a suggestion (``--no-fresh-line``:
+the provider before it did that).
 
 Chat: before each typed cell (nobody typing) and every ``--chat-every-s`` while typing, the
 same kind of sidebar question (a fresh one each time: no cache help), first token timed.
@@ -87,6 +91,17 @@ def jupyterlab_would_fire(text: str) -> bool:
     return bool(text.rsplit("\n", 1)[-1].strip())
 
 
+def after_enter(text: str) -> bool:
+    """The keystroke was Enter: the cursor is on a fresh line (indentation only)."""
+    return "\n" in text and not text.rsplit("\n", 1)[-1].strip()
+
+
+def after_opener(text: str) -> bool:
+    """The line above ends a block opener (labextension/src/freshLine.ts, comments aside)."""
+    above = text.rsplit("\n", 1)[0].rsplit("\n", 1)[-1].split("#", 1)[0].rstrip()
+    return above.endswith(":")
+
+
 # --- server ------------------------------------------------------------------------------------
 
 
@@ -144,19 +159,23 @@ class Inline:
                 rec = self.recs.get(str(f.get("id")))
                 if rec is None:
                     continue
+                if f["type"] in ("partial", "done"):
+                    rec["text"] = f.get("text") or ""
                 if f["type"] == "partial" and rec["first"] is None:
                     rec["first"] = now
                 elif f["type"] in ("done", "error"):
                     rec["end"], rec["frame"] = now, f
 
-    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str) -> str:
+    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str,
+             mode: str | None = None) -> str:
         self.seq += 1
         rid = f"r{self.seq}"
         with self.lock:
             self.recs[rid] = {"sent": time.perf_counter(), "first": None, "end": None,
-                              "frame": None, "stopped": False, "label": label, "prefix": prefix}
+                              "frame": None, "stopped": False, "label": label, "prefix": prefix,
+                              "text": ""}
         self.ws.send(json.dumps({"type": "complete", "id": rid, "prefix": prefix, "suffix": "",
-                                 "cells": cells, "mode": args.mode,
+                                 "cells": cells, "mode": mode or args.mode,
                                  "max_tokens": args.max_tokens}))
         return rid
 
@@ -189,7 +208,8 @@ class Naive:
         self.lock = threading.Lock()
         self.seq = 0
 
-    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str) -> str:
+    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str,
+             mode: str | None = None) -> str:
         from minicpm.completion import Cell, cell_text
 
         self.seq += 1
@@ -293,16 +313,27 @@ def type_cell(inline: Inline, before: list[dict[str, str]], code: str, args: Any
     cur: str | None = None
     next_chat = time.perf_counter() + args.chat_every_s
     t = time.perf_counter()
+    fresh = not args.no_fresh_line and isinstance(inline, Inline)
     for k, (text, eol) in enumerate(keys):
         # the keystroke
         now = time.perf_counter()
         if t > now:
             time.sleep(t - now)
+        enter = after_enter(text)
         if cur is not None:
-            inline.stop(cur)  # typing on: the old suggestion is stale
-            cur = None
+            rec = inline.recs[cur]
+            typed = text[len(rec["prefix"]):] if text.startswith(rec["prefix"]) else None
+            if fresh and enter and typed and rec["text"].startswith(typed):
+                rec["enter_key"], rec["typed"] = True, typed  # kept through the newline
+            else:
+                inline.stop(cur)  # typing on: the old suggestion is stale
+                cur = None
         last = text[-1:]
         gap = args.keystroke_ms
+        if enter and fresh:
+            gap = args.enter_pause_ms  # a look at the new line
+        if enter:
+            inline.enter_keys = getattr(inline, "enter_keys", 0) + 1
         if eol:
             gap = args.line_pause_ms
         elif last in "(.=":
@@ -310,10 +341,13 @@ def type_cell(inline: Inline, before: list[dict[str, str]], code: str, args: Any
         if k == len(keys) - 1:
             gap = args.line_pause_ms
         t += gap / 1000
-        if gap > args.debounce_ms and jupyterlab_would_fire(text):
+        if cur is None and gap > args.debounce_ms and (
+                jupyterlab_would_fire(text) or (fresh and enter)):
             fire = time.perf_counter() + args.debounce_ms / 1000
             time.sleep(max(0.0, fire - time.perf_counter()))
-            cur = inline.send(text, before, args, label)
+            mode = "block" if fresh and enter and after_opener(text) else None
+            cur = inline.send(text, before, args, label, mode)
+            inline.recs[cur]["enter_key"] = enter
         if chat is not None and time.perf_counter() >= next_chat:
             # A sidebar question while typing goes on: answered in a thread.
             chat_seq[0] += 1
@@ -379,7 +413,8 @@ def run_model(model: str, label: str, args: Any, peer: bool) -> list[dict[str, A
         for kind in kinds:
             recs = list(clients[kind].recs.values())
             name = label if kind == "ours" else f"{label}, naive peer"
-            out = summarize(name, recs, idle[kind], typing[kind], keys[kind], seconds[kind])
+            out = summarize(name, recs, idle[kind], typing[kind], keys[kind], seconds[kind],
+                            getattr(clients[kind], "enter_keys", 0))
             out["client"] = kind
             out["cold_notebook_ms"] = cold_ms
             out["raw"] = [{"label": r["label"], "stopped": r["stopped"],
@@ -395,7 +430,7 @@ def run_model(model: str, label: str, args: Any, peer: bool) -> list[dict[str, A
 
 
 def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing: list[float],
-              n_keys: int, elapsed: float) -> dict[str, Any]:
+              n_keys: int, elapsed: float, n_enter: int = 0) -> dict[str, Any]:
     frames = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "done"]
     naive = [r for r in recs if r.get("naive") and r["frame"]]
     errors = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "error"]
@@ -421,8 +456,15 @@ def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing:
         bad = [r for r in done
                if not suggestion_parses(CompletionRequest(r["prefix"]), r["frame"]["text"])]
         shown, syntax = [r for r in done if r not in bad], bad
+    # Keystrokes after Enter that got a suggestion: the fresh line's own request, or one kept
+    # through the newline, finished with text to show before the next keystroke stopped it.
+    enter_shown = [r for r in recs if r.get("enter_key") and not r["stopped"] and r["frame"]
+                   and r["frame"]["type"] == "done"
+                   and len(r["frame"]["text"] or "") > len(r.get("typed", ""))]
     return {
         "model": label, "keystrokes": n_keys, "seconds": round(elapsed, 1),
+        "enter_keys": n_enter, "enter_suggested": len(enter_shown),
+        "enter_share": len(enter_shown) / n_enter if n_enter else None,
         "requests": len(recs), "errors": len(errors),
         "first_ghost_ms": {"p50": pct(first, 50), "p95": pct(first, 95), "n": len(first)},
         "engine_first_token_ms": {"p50": pct(engine_first, 50), "p95": pct(engine_first, 95),
@@ -508,9 +550,9 @@ def fmt(v: Any, nd: int = 0) -> str:
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = ("| model | requests (cancelled) | first ghost token p50 / p95 ms | engine first token "
             "p50 / p95 ms | one line p50 / p95 ms | prompt reused | engine free after stop "
-            "p50 / max ms | parse | chat first token idle → typing ms (×) |")
+            "p50 / max ms | parse | chat first token idle → typing ms (×) | after Enter |")
     print(head)
-    print("| --- |" + " ---: |" * 8)
+    print("| --- |" + " ---: |" * 9)
     for r in rows:
         print(f"| {r['model']} | {r['requests']} ({r['cancelled']}) "
               f"| {fmt(r['first_ghost_ms']['p50'])} / {fmt(r['first_ghost_ms']['p95'])} "
@@ -522,7 +564,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"| {fmt(100 * r['parse_share'] if r['parse_share'] is not None else None)} % "
               f"({r['shown']} shown) "
               f"| {fmt(r['chat_ttft_idle_ms'])} → {fmt(r['chat_ttft_typing_ms'])} "
-              f"({fmt(r['chat_slowdown'], 2)}) |")
+              f"({fmt(r['chat_slowdown'], 2)}) "
+              f"| {r.get('enter_suggested', 0)} of {r.get('enter_keys', 0)} |")
 
 
 def main() -> None:
@@ -536,6 +579,10 @@ def main() -> None:
     ap.add_argument("--think-ms", type=float, default=600)
     ap.add_argument("--line-pause-ms", type=float, default=1500)
     ap.add_argument("--debounce-ms", type=float, default=250)
+    ap.add_argument("--enter-pause-ms", type=float, default=600,
+                    help="pause after Enter (a look at the new line)")
+    ap.add_argument("--no-fresh-line", action="store_true",
+                    help="replay the provider without its fresh-line trigger (before issue 25)")
     ap.add_argument("--mode", default="line", choices=["line", "statement", "block"])
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--chat-every-s", type=float, default=8.0)

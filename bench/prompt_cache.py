@@ -2,6 +2,11 @@
 
     python bench/prompt_cache.py [MODEL] [--synthetic minicpm-2b] [--context-tokens 2000]
                                  [--turns 3] [--reply-tokens 24] [--json PATH]
+    python bench/prompt_cache.py --first-save [--kv-type f32] [--context-tokens 3000]
+
+``--first-save`` times only a conversation's first snapshot save (what the request that
+diverges from it waits for): into a fresh allocation vs into the spare buffer touched after
+the previous answer, alternating, on one live state.
 
 Each conversation holds its own ~2,000-token notebook; turns alternate X1, u, Y1, u, X2, u, Y2…
 where u is a short unrelated request. Both engines see the same prompt text (a MiniCPM-style
@@ -233,6 +238,44 @@ def print_table(model: str, s: dict[str, Any]) -> None:
           f"cache budget {m['cache_budget_mb']:.0f}, used {m['cache_used_mb']:.0f})")
 
 
+def first_save(path: str, ctx_tokens: int, kv_type: str, repeats: int,
+               threads: int | None) -> dict[str, Any]:
+    """A conversation's first snapshot save, as the request that diverges from it pays it:
+    into a fresh allocation (before) or into the spare buffer touched in idle time after the
+    previous answer (now). Same live state every time, the two alternate."""
+    import minicpm
+
+    engine = minicpm.load(path, backend="llama.cpp", n_ctx=4096, kv_type=kv_type,
+                          n_threads=threads)
+    kv = engine.backend.kv  # type: ignore[attr-defined]
+    llm = engine.backend.llm  # type: ignore[attr-defined]
+    text = "You help with this notebook:\n" + notebook(
+        lambda t: llm.tokenize(t.encode(), add_bos=True, special=True), 0, ctx_tokens)
+    engine.complete(text, temperature=0, max_tokens=4, ignore_eos=True).read()
+    rows: list[dict[str, Any]] = []
+    for r in range(repeats):
+        for mode in ("fresh", "spare") if r % 2 == 0 else ("spare", "fresh"):
+            kv.cache.clear()
+            kv._drop_spare()
+            warm = None
+            if mode == "spare":
+                t0 = time.perf_counter()
+                kv.warm_spare()
+                kv._warming.join()  # in the server this runs while the user reads the answer
+                warm = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            assert kv.save_live()
+            rows.append({"mode": mode, "save_s": time.perf_counter() - t0, "warm_s": warm})
+    snap = kv.cache.snapshots()[0]
+    out = {"kv_type": kv_type, "tokens": len(snap.tokens),
+           "state_mb": round(snap.data.nbytes / 2**20, 1), "rows": rows}
+    for mode in ("fresh", "spare"):
+        out[f"{mode}_save_s"] = statistics.median(x["save_s"] for x in rows if x["mode"] == mode)
+    out["warm_s"] = statistics.median(x["warm_s"] for x in rows if x["warm_s"] is not None)
+    engine.close()
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -246,6 +289,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--cache-mb", type=float, default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--first-save", action="store_true",
+                   help="only time a conversation's first snapshot save: fresh buffer vs spare")
+    p.add_argument("--kv-type", default="auto", help="with --first-save (f32: twice f16's bytes)")
     a = p.parse_args()
     if a.worker:
         print(json.dumps(_worker(a.worker, a.model, a.context_tokens, a.turns, a.reply_tokens,
@@ -259,6 +305,14 @@ def main() -> int:
     else:
         r = resolve(a.model)
         path, label = str(r.path), r.name + (" (stand-in)" if r.stand_in else "")
+    if a.first_save:
+        res = first_save(path, a.context_tokens, a.kv_type, max(2, a.repeats), a.threads)
+        print(f"| model | KV | tokens | state MB | first save, fresh buffer s | into the spare s "
+              f"| spare warm-up (idle time) s |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n"
+              f"| {label} | {res['kv_type']} | {res['tokens']} | {res['state_mb']} | "
+              f"{res['fresh_save_s']:.3f} | {res['spare_save_s']:.3f} | {res['warm_s']:.3f} |")
+        print(json.dumps(res))
+        return 0
     s = summarize(run(a, path))
     print_table(label, s)
     out = a.json or os.path.join(os.path.dirname(__file__), "results",

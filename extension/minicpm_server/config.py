@@ -21,7 +21,8 @@ class MiniCPM(LoggingConfigurable):
         "auto", config=True, help="auto, llama.cpp, torch or remote.")
     device = Unicode("", config=True, help="cpu or cuda (torch backend); empty = backend default.")
     quant = Unicode("", config=True, help="int8 or int4 (torch backend); empty = none.")
-    n_threads = Int(0, config=True, help="CPU threads for llama.cpp; 0 = physical cores.")
+    n_threads = Int(0, config=True, help="CPU threads for llama.cpp; 0 = auto (the cores other "
+                    "processes leave free, re-chosen while it runs); a number pins that count.")
     n_ctx = Int(0, config=True, help="Context window in tokens; 0 = the model's default.")
     prompt_cache_mb = Float(
         -1.0, config=True,

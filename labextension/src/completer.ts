@@ -2,8 +2,9 @@
  * Inline code completion (ghost text) from the server's local model: a JupyterLab ≥ 4.1
  * `IInlineCompletionProvider`, its own plugin (`jupyter-minicpm:completer`) and settings
  * (schema/completer.json). JupyterLab fires it at the end of a line as you type (and on
- * Alt+\ by hand); Tab accepts, Escape dismisses. Suggestions stream in (`isIncomplete` +
- * `stream`); each keystroke stops the request in flight on the server.
+ * Alt+\ by hand), and we fire it on the fresh line after Enter; Tab accepts, Escape
+ * dismisses. Suggestions stream in (`isIncomplete` + `stream`); each keystroke stops the
+ * request in flight on the server, except a newline typed through a suggestion.
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import {
@@ -27,9 +28,14 @@ import {
   InlineStream,
   earlierCells
 } from './completerClient';
+import { isFreshLine, modeFor } from './freshLine';
 
 const PLUGIN_ID = 'jupyter-minicpm:completer';
 const MANUAL_MIN_TOKENS = 128;
+const FRESH_LINE_MS = 1000; // our own trigger after Enter reaches fetch well within this
+// after the editor has applied Enter and JupyterLab has seen the change (it counts changes
+// and ignores answers to requests older than the last one)
+const FRESH_LINE_DELAY_MS = 30;
 
 /** The cells above the active one, when the editor is a notebook's (duck-typed: no runtime
  * dependency on the notebook package). */
@@ -62,6 +68,7 @@ export class MiniCPMInlineProvider implements IInlineCompletionProvider {
   settings: ICompleterSettings = { ...DEFAULT_SETTINGS };
   private scheduler: InlineScheduler;
   private last: InlineStream | null = null;
+  private freshLineAt = 0;
 
   constructor(private client: InlineCompletionClient) {
     this.scheduler = new InlineScheduler(client);
@@ -74,6 +81,11 @@ export class MiniCPMInlineProvider implements IInlineCompletionProvider {
     }
   }
 
+  /** The next invoke comes from our Enter trigger, not from the user's shortcut. */
+  expectFreshLine(): void {
+    this.freshLineAt = Date.now();
+  }
+
   async fetch(
     request: CompletionHandler.IRequest,
     context: IInlineCompletionContext
@@ -82,14 +94,19 @@ export class MiniCPMInlineProvider implements IInlineCompletionProvider {
       this.scheduler.cancel();
       return { items: [] };
     }
-    const manual = context.triggerKind === InlineCompletionTriggerKind.Invoke;
+    const prefix = request.text.slice(0, request.offset);
+    const suffix = request.text.slice(request.offset);
+    const fresh = Date.now() - this.freshLineAt < FRESH_LINE_MS && isFreshLine(prefix, suffix);
+    this.freshLineAt = 0;
+    const manual = context.triggerKind === InlineCompletionTriggerKind.Invoke && !fresh;
     const s = this.settings;
     const stream = await this.scheduler.request(
       {
-        prefix: request.text.slice(0, request.offset),
-        suffix: request.text.slice(request.offset),
+        prefix,
+        suffix,
         cells: cellsAbove(context.widget),
-        mode: manual ? s.manualMode : s.mode,
+        // a fresh line after `def f(x):` asks for the body (several lines) by default
+        mode: manual ? s.manualMode : modeFor(prefix, suffix, s.mode, s.openerMode),
         language: languageOf(request.mimeType),
         max_tokens: manual ? Math.max(s.maxTokens, MANUAL_MIN_TOKENS) : s.maxTokens
       },
@@ -123,6 +140,50 @@ export class MiniCPMInlineProvider implements IInlineCompletionProvider {
   }
 }
 
+/**
+ * JupyterLab asks for no suggestion on a line with only indentation (its automatic trigger
+ * waits for a character), and drops the one on screen when the cursor moves to the next
+ * line. So after Enter in a code editor lands the cursor on a fresh line, we invoke the
+ * inline completer ourselves; the provider treats that as automatic typing (debounced, and
+ * keeping a suggestion in flight that starts with this newline: see freshLine.ts).
+ */
+function triggerOnFreshLine(
+  app: JupyterFrontEnd,
+  manager: ICompletionProviderManager,
+  provider: MiniCPMInlineProvider
+): void {
+  document.addEventListener(
+    'keydown',
+    (ev: KeyboardEvent) => {
+      const target = ev.target as HTMLElement | null;
+      if (
+        ev.key !== 'Enter' ||
+        ev.shiftKey || ev.ctrlKey || ev.altKey || ev.metaKey ||
+        !provider.settings.enabled ||
+        !target?.closest?.('.cm-editor')
+      ) {
+        return;
+      }
+      // after the editor has inserted the newline and its indentation
+      setTimeout(() => {
+        const widget = app.shell.currentWidget as any;
+        const editor = widget?.content?.activeCell?.editor ?? widget?.content?.editor;
+        if (!editor || !manager.inline || !editor.hasFocus?.()) {
+          return;
+        }
+        const pos = editor.getCursorPosition();
+        const text: string = editor.model.sharedModel.getSource();
+        const offset = editor.getOffsetAt(pos);
+        if (isFreshLine(text.slice(0, offset), text.slice(offset))) {
+          provider.expectFreshLine();
+          manager.inline.invoke(widget.id);
+        }
+      }, FRESH_LINE_DELAY_MS);
+    },
+    true
+  );
+}
+
 const completerPlugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Inline code completion (ghost text) from the local MiniCPM model',
@@ -143,6 +204,7 @@ const completerPlugin: JupyterFrontEndPlugin<void> = {
     });
     const provider = new MiniCPMInlineProvider(client);
     manager.registerInlineProvider(provider);
+    triggerOnFreshLine(app, manager, provider);
     if (settingRegistry) {
       settingRegistry
         .load(PLUGIN_ID)

@@ -5,6 +5,7 @@
  */
 import { joinUrl } from './api';
 import type { IConnectionSettings } from './api';
+import { follows, followStream, typedSince } from './freshLine';
 
 export type CompletionMode = 'line' | 'statement' | 'block';
 
@@ -15,6 +16,8 @@ export interface ICompleterSettings {
   mode: CompletionMode;
   /** Mode for a manual trigger (the shortcut): usually longer than the automatic one. */
   manualMode: CompletionMode;
+  /** Mode on a fresh line after a block opener (`def f(x):` + Enter): the body. */
+  openerMode: CompletionMode;
 }
 
 export const DEFAULT_SETTINGS: ICompleterSettings = {
@@ -22,7 +25,8 @@ export const DEFAULT_SETTINGS: ICompleterSettings = {
   debounceMs: 250,
   maxTokens: 48,
   mode: 'line',
-  manualMode: 'block'
+  manualMode: 'block',
+  openerMode: 'block'
 };
 
 export interface ICellSource {
@@ -84,6 +88,7 @@ export class InlineStream {
   done = false;
   private waiters: Array<() => void> = [];
   private queue: IInlineUpdate[] = [];
+  private listeners: Array<(u: IInlineUpdate) => void> = [];
 
   constructor(readonly id: string) {}
 
@@ -95,6 +100,12 @@ export class InlineStream {
     this.done = update.done;
     this.queue.push(update);
     this.waiters.splice(0).forEach(w => w());
+    this.listeners.forEach(l => l(update));
+  }
+
+  /** Also tell `fn` of every update (a stream that follows this one). */
+  listen(fn: (u: IInlineUpdate) => void): void {
+    this.listeners.push(fn);
   }
 
   async *updates(): AsyncGenerator<IInlineUpdate> {
@@ -209,10 +220,13 @@ export class InlineCompletionClient {
 /**
  * What the provider does on each call of `fetch` (one per keystroke): stop the request in
  * flight at once (typing on makes it stale), wait out the debounce, and start a new one
- * unless another keystroke came meanwhile.
+ * unless another keystroke came meanwhile. Except for Enter typed through a suggestion that
+ * starts with that newline (and its indentation): that suggestion is kept, minus the newline.
  */
 export class InlineScheduler {
   private current: InlineStream | null = null;
+  private root: InlineStream | null = null; // the server's request behind `current`
+  private rootReq: ICompleteRequest | null = null;
   private generation = 0;
 
   constructor(
@@ -223,14 +237,18 @@ export class InlineScheduler {
 
   cancel(): void {
     this.generation++;
-    if (this.current) {
-      this.client.stop(this.current.id);
-      this.current = null;
+    if (this.root) {
+      this.client.stop(this.root.id);
     }
+    this.current = this.root = this.rootReq = null;
   }
 
   /** The new stream, or null when superseded during the debounce. */
   async request(req: ICompleteRequest, debounceMs: number): Promise<InlineStream | null> {
+    const kept = this.follow(req);
+    if (kept) {
+      return kept;
+    }
     this.cancel();
     const mine = this.generation;
     if (debounceMs > 0) {
@@ -239,7 +257,19 @@ export class InlineScheduler {
     if (mine !== this.generation) {
       return null;
     }
-    this.current = this.client.start(req);
+    this.current = this.root = this.client.start(req);
+    this.rootReq = req;
+    return this.current;
+  }
+
+  /** The suggestion in flight, minus a newline the user typed through it; or null. */
+  private follow(req: ICompleteRequest): InlineStream | null {
+    const typed = this.rootReq && typedSince(this.rootReq, req);
+    if (!this.root || !typed || !follows(this.root.text, typed)) {
+      return null;
+    }
+    this.generation++; // supersedes a request still waiting out its debounce
+    this.current = followStream(this.root, typed, id => new InlineStream(id));
     return this.current;
   }
 }

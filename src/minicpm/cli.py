@@ -22,7 +22,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="torch backend only")
     p.add_argument("--quant", default=None, choices=["int8", "int4"], help="torch backend only")
     p.add_argument("--n-ctx", type=int, default=None, help="context size in tokens")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: auto, the cores other processes leave free)")
     p.add_argument("--base-url", default=None, help="remote backend: OpenAI-compatible server URL")
 
 

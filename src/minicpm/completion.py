@@ -384,12 +384,15 @@ class Suggestion:
         self.dropped: str | None = None
         self.stop_reason: str | None = None  # line | statement | block | fence | None
         self._line = req.prefix.rsplit("\n", 1)[-1]  # the cursor line's text before the cursor
+        # On a fresh line the editor has indented already: a model that starts its answer with
+        # a space (SentencePiece-style tokens do) would push the line one column deeper.
+        self._fresh = "\n" in req.prefix and not self._line.strip()
 
     def feed(self, delta: str) -> bool:
         if self.done:
             return True
         self.raw += delta
-        self.text, reason = self._cut(self.raw)
+        self.text, reason = self._cut(self.raw.lstrip(" \t") if self._fresh else self.raw)
         if reason:
             self.done, self.stop_reason = True, reason
         return self.done

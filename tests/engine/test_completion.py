@@ -178,6 +178,18 @@ def test_block_mode_stops_at_a_dedent_inside_a_function():
     assert s.final() == "c = b * 2\n    return c"
 
 
+def test_a_fresh_line_keeps_the_editors_indentation():
+    """After Enter and the auto-indent, a reply that starts with a space (the stand-in's
+    tokens do) must not indent the line one column deeper, nor end a block at once."""
+    req = CompletionRequest(prefix="def f(a):\n    ", mode="block")
+    s = feed_all(req, [" ", "b = a + 1\n", "    return b\n", "print(f(1))\n"])
+    assert s.final() == "b = a + 1\n    return b"
+    s = feed_all(CompletionRequest(prefix="x = 1\n"), ["  \n", "y = 2\n"])
+    assert s.final() == "\ny = 2"  # no stray spaces left on the fresh line
+    s = feed_all(CompletionRequest(prefix="x = (1,"), [" 2)\n"])
+    assert s.final() == " 2)"  # not a fresh line: the space is the model's
+
+
 def test_code_fences_are_never_returned():
     s = feed_all(CompletionRequest(prefix="x = ", mode="block"), ["42\n``", "`\nprint(x)"])
     assert s.stop_reason == "fence" and s.final() == "42" and "`" not in s.final()

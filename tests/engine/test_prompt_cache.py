@@ -139,6 +139,46 @@ def test_next_turn_is_saved_into_the_previous_turns_buffer(model: Any, reference
         assert engine.stats()["prompt_cache"]["last"]["source"] == "snapshot"
 
 
+def test_first_save_goes_into_a_spare_touched_ahead(model: Any, reference: Any) -> None:
+    """After a request, a buffer for the live state is allocated and its pages touched in the
+    background; the conversation's first save (paid by the next diverging request) copies
+    into it instead of a fresh allocation, and what is restored from it answers exactly."""
+    from minicpm.backends.llamacpp_kv import base_buffer
+
+    with load(model.path) as engine:
+        kv = engine.backend.kv
+        kv.spare_min_bytes = 0  # the tiny model's states are far below the real threshold
+        greedy(engine, NOTEBOOK_A + "Q1")
+        kv._warming.join()
+        spare = kv._spare
+        assert spare is not None and kv.cache.reserved_bytes == spare.nbytes
+        assert engine.stats()["prompt_cache"]["spare_mb"] == round(spare.nbytes / 2**20, 1)
+        greedy(engine, "hi")  # diverges: the conversation's first save
+        (snap,) = kv.cache.snapshots()
+        assert base_buffer(snap.data) is spare
+        assert kv.cache.stats.spare_saves == 1 and kv.cache.reserved_bytes == 0
+        prompt = NOTEBOOK_A + "Q1 answer Q2"
+        assert greedy(engine, prompt).text == reference(prompt)
+        assert engine.stats()["prompt_cache"]["last"]["source"] == "snapshot"
+
+
+def test_a_spare_never_pushes_out_a_snapshot(model: Any) -> None:
+    with load(model.path) as probe:
+        greedy(probe, NOTEBOOK_A)
+        assert probe.backend.kv.save_live()
+        one = probe.backend.kv.cache.used_bytes  # a notebook's state with its room
+    with load(model.path, cache_mb=one * 1.5 / 2**20) as engine:
+        kv = engine.backend.kv
+        kv.spare_min_bytes = 0
+        greedy(engine, NOTEBOOK_A + "1")
+        kv._warming.join()
+        assert kv.cache.reserved_bytes > 0  # the budget is empty: room for a spare
+        greedy(engine, NOTEBOOK_B + "1")  # A is saved into it; no room for B's spare
+        assert kv.cache.stats.spare_saves == 1 and len(kv.cache) == 1
+        assert kv.cache.reserved_bytes == 0 and kv.cache.stats.evictions == 0
+        assert kv.cache.used_bytes <= kv.cache.budget_bytes
+
+
 def test_eviction_keeps_the_budget(model: Any, reference: Any) -> None:
     with load(model.path) as probe:
         greedy(probe, NOTEBOOK_A)

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import templates
 from ..catalogue import STANDIN_HINT, ResolvedModel
+from ..cpu_share import ThreadTuner, physical_cores
 from ..errors import MiniCPMError, ModelFileError
 from ..gguf_check import read_gguf
 from ..sampling import SamplingParams
@@ -53,19 +54,6 @@ REPACKED_TYPES = {2, 12, 20}  # GGML_TYPE_Q4_0, Q4_K, IQ4_NL: repacked by ggml-c
 SPECULATIVE_MIN_BYTES = 1_000_000_000
 
 
-def physical_cores() -> int:
-    """llama.cpp decodes fastest with one thread per physical core (hyper-threads only contend)."""
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        n = None
-    import os
-
-    return max(1, n or os.cpu_count() or 1)
-
-
 def total_ram_bytes() -> int:
     try:
         import psutil
@@ -96,7 +84,7 @@ class LlamaCppBackend(Backend):
     supports_grammar = supports_logprobs = True
 
     def __init__(self, resolved: ResolvedModel, n_ctx: int | None = None,
-                 n_threads: int | None = None, n_batch: int | None = None,
+                 n_threads: int | str | None = None, n_batch: int | None = None,
                  repair_mup: bool = True, verbose: bool = False, mmproj: str | None = None,
                  cache_mb: float | None = None, kv_type: str = "auto",
                  flash_attn: bool | None = None, low_memory: bool = False,
@@ -119,7 +107,9 @@ class LlamaCppBackend(Backend):
             log.warning("%s lacks %s: using MiniCPM's published values %s",
                         resolved.path, missing, overrides)
         self.summary = summary
-        threads = n_threads or physical_cores()
+        # n_threads pins a count; None / 0 / "auto": the free cores, re-chosen while running.
+        fixed = None if n_threads in (None, 0, "0", "auto") else int(n_threads)
+        threads = fixed or physical_cores()
         ctx = int(n_ctx or min(summary.context_length, DEFAULT_N_CTX))
         n_batch = int(n_batch or (LOW_MEMORY["n_batch"] if low_memory else 512))
         if kv_type == "auto" and low_memory:
@@ -150,6 +140,8 @@ class LlamaCppBackend(Backend):
             raise ModelFileError(resolved.path, f"llama.cpp could not load it ({e})") from e
         budget = default_cache_mb() if cache_mb is None else float(cache_mb)
         self.kv = KVSession(self.llm, PromptCache(int(budget * 2**20)))
+        self.threads = ThreadTuner(self._set_threads, fixed=fixed, physical=threads)
+        self.kv.tune = self.threads.tick
         self.kv_type, self.flash_attn = kv, fa
         self.speculative = self._speculative_default(summary) if speculative == "auto" \
             else speculative == "on"
@@ -176,7 +168,7 @@ class LlamaCppBackend(Backend):
             path=str(resolved.path),
             parameters=summary.parameters,
             hint=STANDIN_HINT if resolved.stand_in else None,
-            extra={"n_threads": threads, "n_ctx_train": summary.context_length,
+            extra={"n_threads": threads if fixed else "auto", "n_ctx_train": summary.context_length,
                    "mup_repaired": sorted(overrides), "file_size": summary.file_size,
                    "kv_type": kv, "flash_attn": fa, "n_batch": n_batch,
                    "prompt_cache_mb": budget, "speculative": self.speculative,
@@ -268,6 +260,7 @@ class LlamaCppBackend(Backend):
                                       "n_ctx": self.kv.n_ctx, "live_tokens": self.kv.n_tokens,
                                       "context_mb": round(self._kv_context_bytes() / 2**20, 1)}}
         out["prompt_cache"]["last"] = dict(self.kv.last_prepare)
+        out["threads"] = self.threads.to_dict()
         if "grammar_stats" in self.__dict__:  # constrained sampling ran (llamacpp_grammar.py)
             out["grammar"] = self.grammar_stats.to_dict()
         try:
@@ -288,11 +281,26 @@ class LlamaCppBackend(Backend):
         return int(elems * per_elem * self.kv.n_ctx)
 
     # --- generation ----------------------------------------------------------------------------
+    def _set_threads(self, n: int, n_batch: int) -> None:
+        """cpu_share.ThreadTuner's hook: takes effect from the next llama_decode."""
+        self._lib.llama_set_n_threads(self.llm.ctx, n, n_batch)
+
     def _is_eog(self, tok: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self._vocab, tok))
 
     def generate_tokens(self, prompt_tokens: list[int], params: SamplingParams,
                         cancel: threading.Event) -> Iterator[tuple[int, bytes]]:
+        self.threads.before_request()  # the cores free now (a cell may have started computing)
+        try:
+            yield from self._generate_tokens(prompt_tokens, params, cancel)
+        finally:
+            try:
+                self.kv.warm_spare()  # while the user reads: a buffer for the next save
+            except Exception:  # pragma: no cover - an optimisation must not fail a request
+                log.exception("could not prepare a snapshot buffer")
+
+    def _generate_tokens(self, prompt_tokens: list[int], params: SamplingParams,
+                         cancel: threading.Event) -> Iterator[tuple[int, bytes]]:
         if len(prompt_tokens) >= self.llm.n_ctx():
             raise MiniCPMError("prompt does not fit the context")  # stream_text checks first
         seed = params.seed if params.seed is not None else random.randrange(2**31)

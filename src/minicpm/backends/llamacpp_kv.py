@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,13 @@ MIN_RESTORE_GAIN = 16
 # several times faster than into a fresh allocation, whose page faults dominate (640 MB:
 # ~75 ms against 275-800 ms here); the room is counted in the cache's budget.
 SNAPSHOT_ROOM = 1 / 8
+# A conversation's *first* save has no earlier buffer to reuse: after a request, while the
+# user reads the answer, a spare buffer the size of the live state (+ room) is allocated and
+# its pages touched in the background, within the cache's budget (it never evicts for it),
+# so that the save paid by the next diverging request copies into touched pages. Smaller
+# states are cheap to save into fresh memory anyway.
+SPARE_MIN_BYTES = 16 * 2**20
+PAGE = 4096
 
 
 def base_buffer(view: np.ndarray) -> np.ndarray:
@@ -47,8 +54,15 @@ class KVSession:
         self.n_vocab = llm.n_vocab()
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.last_prepare: dict[str, Any] = {}
+        # Called before every llama_decode (each prefill chunk, each decode step): the
+        # backend re-chooses its thread count there (cpu_share.ThreadTuner.tick, rate-limited).
+        self.tune: Callable[[], object] | None = None
+        self.spare_min_bytes = SPARE_MIN_BYTES
+        self._spare: np.ndarray | None = None
+        self._warming: threading.Thread | None = None
 
     def close(self) -> None:
+        self._drop_spare()
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None  # type: ignore[assignment]
@@ -89,6 +103,8 @@ class KVSession:
         for start in range(0, len(tokens), self.n_batch):
             if cancel is not None and cancel.is_set():
                 return None
+            if self.tune is not None:
+                self.tune()
             chunk = tokens[start:start + self.n_batch]
             last_chunk = start + self.n_batch >= len(tokens)
             b.n_tokens = len(chunk)
@@ -127,6 +143,8 @@ class KVSession:
         buf = min((b for b in (base_buffer(s.data) for s in stale) if b.nbytes >= size),
                   key=lambda b: b.nbytes, default=None)
         del stale
+        if buf is None:
+            buf = self._take_spare(size)
         capacity = buf.nbytes if buf is not None else \
             min(int(size * (1 + SNAPSHOT_ROOM)), self.cache.budget_bytes)
         self.cache.make_room(capacity)  # free first, so peak memory stays within the budget
@@ -139,6 +157,51 @@ class KVSession:
         self.cache.put(toks, buf[:n], capacity)
         self.cache.stats.save_seconds += time.perf_counter() - t
         return True
+
+    def warm_spare(self) -> bool:
+        """After a request: get a touched buffer ready for saving the live sequence, in a
+        background thread (only numpy work there: the llama context stays in this thread)."""
+        if self._warming is not None and self._warming.is_alive():
+            return False
+        if not self.cache.enabled or self.n_tokens < self.cache.min_tokens:
+            return False
+        size = self._lib.llama_state_seq_get_size(self.llm.ctx, 0)
+        if size < self.spare_min_bytes or self.cache.covers(self.tokens):
+            return False
+        if self._spare is not None and self._spare.nbytes >= size:
+            return False
+        self._drop_spare()
+        want = min(int(size * (1 + SNAPSHOT_ROOM)), self.cache.budget_bytes)
+        if self.cache.used_bytes + want > self.cache.budget_bytes:
+            return False  # only free budget: a spare must not push out a conversation
+        self.cache.reserved_bytes = want
+
+        def touch() -> None:
+            buf = np.empty(want, dtype=np.uint8)
+            buf[::PAGE] = 0  # one write per page: the page faults happen here, not in the save
+            self._spare = buf
+
+        self._warming = threading.Thread(target=touch, name="minicpm-kv-spare", daemon=True)
+        self._warming.start()
+        return True
+
+    def _take_spare(self, size: int) -> np.ndarray | None:
+        if self._warming is not None:
+            self._warming.join()  # still touching: finishing costs less than a fresh buffer
+            self._warming = None
+        buf, self._spare = self._spare, None
+        self.cache.reserved_bytes = 0
+        if buf is not None and buf.nbytes >= size:
+            self.cache.stats.spare_saves += 1
+            return buf
+        return None
+
+    def _drop_spare(self) -> None:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+        self._spare = None
+        self.cache.reserved_bytes = 0
 
     def _restore(self, snap: Any) -> bool:
         t = time.perf_counter()

@@ -52,6 +52,7 @@ class CacheStats:
     prompt_tokens: int = 0
     tokens_reused: int = 0  # prompt tokens not prefilled thanks to the cache
     saves: int = 0
+    spare_saves: int = 0  # ... of which into a buffer touched ahead (llama.cpp: a first save)
     restores: int = 0
     evictions: int = 0
     save_seconds: float = 0.0
@@ -66,6 +67,8 @@ class PromptCache:
         self.budget_bytes = max(0, int(budget_bytes))
         self.min_tokens = min_tokens
         self._snaps: OrderedDict[int, Snapshot] = OrderedDict()  # oldest first
+        # Memory the backend holds for a save to come (a spare buffer), counted in the budget.
+        self.reserved_bytes = 0
         self._next_id = 0
         self.stats = CacheStats()
         # The engine runs one generation at a time, but status readers (the server's
@@ -142,7 +145,8 @@ class PromptCache:
     def make_room(self, nbytes: int) -> None:
         """Evict least recently used snapshots until ``nbytes`` more fit the budget."""
         with self._lock:
-            while self._snaps and self.used_bytes + nbytes > self.budget_bytes:
+            while self._snaps and self.used_bytes + self.reserved_bytes + nbytes > \
+                    self.budget_bytes:
                 self._snaps.popitem(last=False)
                 self.stats.evictions += 1
 
@@ -157,6 +161,7 @@ class PromptCache:
             "enabled": self.enabled,
             "budget_mb": round(self.budget_bytes / 2**20, 1),
             "used_mb": round(sum(x.nbytes for x in snaps) / 2**20, 1),
+            "spare_mb": round(self.reserved_bytes / 2**20, 1),
             "snapshots": len(snaps),
             "snapshot_tokens": sum(len(x.tokens) for x in snaps),
             "requests": s.requests,
@@ -166,6 +171,7 @@ class PromptCache:
             "tokens_reused": s.tokens_reused,
             "reuse_ratio": round(s.tokens_reused / s.prompt_tokens, 3) if s.prompt_tokens else 0.0,
             "saves": s.saves,
+            "spare_saves": s.spare_saves,
             "restores": s.restores,
             "evictions": s.evictions,
             "save_seconds": round(s.save_seconds, 4),

@@ -142,3 +142,44 @@ test.describe('long suggestions', () => {
     await page.screenshot({ path: `${SHOTS}/23-typing-on.png` });
   });
 });
+
+test.describe('a fresh line', () => {
+  test.use({
+    mockSettings: {
+      ...galata.DEFAULT_SETTINGS,
+      'jupyter-minicpm:completer': { debounceMs: 100, maxTokens: 32, mode: 'line' }
+    }
+  });
+
+  test('ghost text appears on the line after def f(x): + Enter', async ({ page, tmpPath }) => {
+    const rec = recordInline(page);
+    await openEmptyCell(page, tmpPath);
+    await page.keyboard.type('def f(x):', { delay: 20 });
+    await page.keyboard.press('Enter'); // the editor indents the new line
+    // (no getCellTextInput here: it selects the cell's text, which dismisses ghost text)
+    const ghost = page.locator('.jp-GhostText');
+    await expect(ghost).toBeVisible({ timeout: 60000 });
+    const finalText = await lastShown(rec);
+    await expect(ghost).toContainText(finalText.trim().split(/\s+/)[0]);
+    // asked for on the fresh line, for the body (block mode after an opener) ...
+    const fresh = rec.sent.filter(f => f.type === 'complete' && f.prefix === 'def f(x):\n    ');
+    // ... unless the suggestion asked for before Enter began with this newline: then kept
+    const before = rec.received.find(
+      f => f.text && f.text.startsWith('\n    ') &&
+        rec.sent.some(s => s.id === f.id && s.prefix === 'def f(x):')
+    );
+    expect(fresh.length > 0 || Boolean(before)).toBe(true);
+    if (fresh.length) {
+      expect(fresh[0].mode).toBe('block');
+    }
+    await page.screenshot({ path: `${SHOTS}/24-fresh-line.png` });
+    await page.keyboard.press('Tab');
+    await expect(ghost).toHaveCount(0);
+    const cell = await page.notebook.getCellTextInput(2);
+    expect(cell.startsWith('def f(x):\n    ')).toBe(true);
+    expect(cell.trim().length).toBeGreaterThan('def f(x):'.length); // a body was accepted
+    if (fresh.length) {
+      expect(cell).toBe('def f(x):\n    ' + finalText);
+    }
+  });
+});
