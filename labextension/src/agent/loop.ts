@@ -150,14 +150,15 @@ export class AgentTurn {
       const checked = calls.map(c => validateCall(c?.function?.name, c?.function?.arguments, cells));
       const batch = checked.filter(v => v.ok && isProposal(v.call)).length;
       const answers = await Promise.all(
-        calls.map((c, i) => {
+        calls.map(async (c, i) => {
           const v = checked[i];
           this.host.trace(`${String(c?.function?.name).slice(0, 40)}(${String(c?.function?.arguments ?? '').slice(0, 200)})`, 'call');
-          return v.ok ? this.execute(v.call, batch) : Promise.resolve(`error: ${v.error}`);
+          const content = v.ok ? await this.execute(v.call, batch) : `error: ${v.error}`;
+          this.host.trace(content, content.startsWith('error') ? 'error' : 'result'); // as each settles
+          return content;
         })
       );
       answers.forEach((content, i) => {
-        this.host.trace(content, content.startsWith('error') ? 'error' : 'result');
         messages.push({ role: 'tool', tool_call_id: String(calls[i]?.id ?? `call_${i}`), content });
       });
       if (this.stopped) {

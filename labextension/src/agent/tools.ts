@@ -21,7 +21,8 @@ export type AgentCall =
 export type Validated = { ok: true; call: AgentCall } | { ok: false; error: string };
 
 export const MAX_SOURCE = 20000;
-const CELL = { type: 'integer', minimum: 1, description: 'cell number, from 1' };
+// no `minimum`: the local grammar converter does not take it; checkArgs enforces ≥ 1
+const CELL = { type: 'integer', description: 'cell number, from 1' };
 
 function fn(name: string, description: string, properties: Record<string, unknown>, required: string[]) {
   return {
@@ -44,7 +45,7 @@ export const TOOLS = [
     'insert_cell',
     'Insert a new cell.',
     {
-      position: { type: 'integer', minimum: 1, description: 'number the new cell gets, from 1' },
+      position: { type: 'integer', description: 'number the new cell gets, from 1' },
       type: { type: 'string', enum: ['code', 'markdown'] },
       source: { type: 'string' }
     },
@@ -87,8 +88,8 @@ export function checkArgs(schema: Schema, args: unknown): string | null {
       if (typeof v !== 'number' || !Number.isInteger(v)) {
         return `"${k}" must be an integer`;
       }
-      if (p.minimum !== undefined && v < p.minimum) {
-        return `"${k}" must be at least ${p.minimum}`;
+      if (v < 1) {
+        return `"${k}" must be at least 1 (cells are numbered from 1)`;
       }
     } else if (p.type === 'string') {
       if (typeof v !== 'string') {
