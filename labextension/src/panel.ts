@@ -19,6 +19,7 @@ import { ChatSession } from './sidebar/session';
 import { DEFAULT_SETTINGS, IMiniCPMSettings } from './sidebar/settings';
 import { VariablesController } from './sidebar/variablesctl';
 import { AgentController } from './agent/controller';
+import { confirmReplace } from './agent/replacediff';
 
 export { DEFAULT_SETTINGS, IMiniCPMSettings };
 
@@ -102,8 +103,7 @@ export class ChatPanel extends Widget {
     this.refreshContext();
   }
 
-  /** A chat or an agent turn started or ended: Send or Stop is live. */
-  private modeChanged(): void {
+  private modeChanged(): void { // a chat or an agent turn started or ended: Send or Stop is live
     this.inputBox.setBusy(this.busy);
     this.node.classList.toggle('jp-mod-busy', this.busy);
   }
@@ -270,11 +270,12 @@ export class ChatPanel extends Widget {
     return this.session.questionOf(index)?.context?.find(p => p.cellId)?.cellId;
   }
 
-  /**
-   * Replace the cell the answer was about (else the active one); Undo is offered under the code
-   * block and in a notification.
-   */
-  private replaceCell(code: string, index: number): IUndoable {
+  /** Replace the answer's cell (else the active one) once its diff is accepted; Undo under the block and in a notice. */
+  private async replaceCell(code: string, index: number): Promise<IUndoable | void> {
+    const target = this.notebooks.replaceSource(this.cellIdOf(index));
+    if (target && !(await confirmReplace(target.source, code, target.label, this.notebooks.language()))) {
+      return;
+    }
     const done = this.notebooks.replaceCell(code, this.cellIdOf(index));
     let undone = false;
     const undo = () => {
@@ -293,8 +294,7 @@ export class ChatPanel extends Widget {
 
   dispose(): void {
     clearTimeout(this.pollTimer);
-    this.session.stop();
-    this.agent.stop();
+    this.stop();
     super.dispose();
   }
 }
