@@ -179,7 +179,7 @@ def schema_tokens(url: str, token: str) -> int:
     """Prompt tokens the tools add to a request (with minus without)."""
     base = {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "hi"}],
             "max_tokens": 1, "temperature": 0}
-    with_tools = post(url, token, {**base, "tools": TOOLS, "tool_choice": "none"})
+    with_tools = post(url, token, {**base, "tools": TOOLS, "tool_choice": "auto"})  # "none" drops them
     without = post(url, token, base)
     return with_tools["usage"]["prompt_tokens"] - without["usage"]["prompt_tokens"]
 
@@ -203,6 +203,7 @@ def main() -> None:
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", default="/tmp/agent_prompts.json")
+    ap.add_argument("--tasks", type=int, default=len(TASKS), help="run the first N tasks")
     ap.add_argument("--replay")
     ap.add_argument("--url")
     ap.add_argument("--token", default=TOKEN)
@@ -219,14 +220,17 @@ def main() -> None:
         load = open("/proc/loadavg").read().split()[:3]
         tokens = schema_tokens(url, args.token)
         record: list[dict[str, Any]] = []
-        rows = [run_task(url, args.token, t, args, record) for t in TASKS]
-        with open(args.record, "w") as f:
-            json.dump(record, f)
+        print(f"tool schema: {tokens} prompt tokens per request", flush=True)
         print(f"{'task':<10} {'steps':>5} {'s':>7} {'1st step s':>10} {'later s':>8} {'calls':>5} "
-              f"{'valid':>5} end")
-        for r in rows:
+              f"{'valid':>5} end", flush=True)
+        rows = []
+        for t in TASKS[:args.tasks]:
+            r = run_task(url, args.token, t, args, record)
+            rows.append(r)
             print(f"{r['task']:<10} {r['steps']:>5} {r['seconds']:>7} {r['step_s_first']:>10} "
-                  f"{str(r['step_s_later']):>8} {r['calls']:>5} {r['valid']:>5} {r['end']}")
+                  f"{str(r['step_s_later']):>8} {r['calls']:>5} {r['valid']:>5} {r['end']}", flush=True)
+            with open(args.record, "w") as f:  # after every task: a cut-short run keeps its prompts
+                json.dump(record, f)
         calls = sum(r["calls"] for r in rows)
         summary = {"model": args.model, "tasks": len(rows), "tool_calls": calls,
                    "valid_pct": round(100 * sum(r["valid"] for r in rows) / calls, 1) if calls else None,
