@@ -10,7 +10,8 @@ Starts `jupyter server` with minicpm_server (or uses --url), then per task: the 
 requests (POST /minicpm/v1/chat/completions with tools), each call validated as the browser
 validates it (tool known, arguments a JSON object of the schema's types, cell numbers in range),
 the accepted changes applied to an nbformat notebook in Python (run_cell and read_variable
-answer that the bench has no kernel). Reports % valid tool calls, steps and seconds per task,
+answer that the bench has no kernel). Reports % of tool calls valid for their schema and % also
+valid for the notebook (cell numbers in range), steps and seconds per task,
 tokens of tool schema per request (prompt tokens with tools minus without); --record writes
 every request body (JSON) so the same prompts can be replayed on another model (--replay:
 time per agent step; prefill of the tool schema should come from the prompt cache after the
@@ -99,8 +100,10 @@ def validate(name: Any, raw: Any, n: int) -> tuple[dict[str, Any] | None, str | 
         return None, "wrong arguments"
     for k, v in args.items():
         want = props[k]["type"]
-        if want == "integer" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            return None, f"{k} must be an integer from 1"
+        if want == "integer" and (not isinstance(v, int) or isinstance(v, bool)):
+            return None, f"{k} must be an integer"
+        if want == "integer" and v < 1:
+            return None, f"{k} {v} is out of range (numbers start at 1)"
         if want == "string" and not isinstance(v, str):
             return None, f"{k} must be a string"
         if "enum" in props[k] and v not in props[k]["enum"]:
@@ -145,12 +148,12 @@ def run_task(url: str, token: str, task: tuple[str, list[str], str], args: Any,
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": f"{SYSTEM}\n\nThe notebook:\n{outline(nb)}"},
         {"role": "user", "content": request}]
-    calls = valid = steps = 0
+    calls = valid = schema_ok = steps = 0
     step_s: list[float] = []
     t0 = time.perf_counter()
     end = "step-limit"
     for _ in range(args.steps):
-        body = {"messages": messages, "tools": TOOLS, "tool_choice": "auto", "temperature": 0,
+        body = {"messages": messages, "tools": TOOLS, "tool_choice": args.tool_choice, "temperature": 0,
                 "max_tokens": args.max_tokens, "stream": False}
         record.append({"task": key, "body": json.loads(json.dumps(body))})
         s0 = time.perf_counter()
@@ -167,11 +170,12 @@ def run_task(url: str, token: str, task: tuple[str, list[str], str], args: Any,
             calls += 1
             a, err = validate(c["function"]["name"], c["function"]["arguments"], n)
             valid += err is None
+            schema_ok += err is None or "out of range" in err  # well-formed, wrong cell number
             out = f"error: {err}" if err else execute(nb, c["function"]["name"], a or {})
             messages.append({"role": "tool", "tool_call_id": c["id"], "content": out})
     return {"task": key, "steps": steps, "seconds": round(time.perf_counter() - t0, 2),
             "step_s_first": round(step_s[0], 2), "step_s_later": round(statistics.median(step_s[1:]), 2)
-            if len(step_s) > 1 else None, "calls": calls, "valid": valid, "end": end,
+            if len(step_s) > 1 else None, "calls": calls, "schema_valid": schema_ok, "valid": valid, "end": end,
             "cells_after": len(nb.cells)}
 
 
@@ -203,6 +207,8 @@ def main() -> None:
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", default="/tmp/agent_prompts.json")
+    ap.add_argument("--tool-choice", default="auto", choices=["auto", "required"],
+                    help="the sidebar sends auto; required forces a call every step (validity)")
     ap.add_argument("--tasks", type=int, default=len(TASKS), help="run the first N tasks")
     ap.add_argument("--replay")
     ap.add_argument("--url")
@@ -222,17 +228,20 @@ def main() -> None:
         record: list[dict[str, Any]] = []
         print(f"tool schema: {tokens} prompt tokens per request", flush=True)
         print(f"{'task':<10} {'steps':>5} {'s':>7} {'1st step s':>10} {'later s':>8} {'calls':>5} "
-              f"{'valid':>5} end", flush=True)
+              f"{'schema':>6} {'valid':>5} end", flush=True)
         rows = []
         for t in TASKS[:args.tasks]:
             r = run_task(url, args.token, t, args, record)
             rows.append(r)
             print(f"{r['task']:<10} {r['steps']:>5} {r['seconds']:>7} {r['step_s_first']:>10} "
-                  f"{str(r['step_s_later']):>8} {r['calls']:>5} {r['valid']:>5} {r['end']}", flush=True)
+                  f"{str(r['step_s_later']):>8} {r['calls']:>5} {r['schema_valid']:>6} {r['valid']:>5} {r['end']}", flush=True)
             with open(args.record, "w") as f:  # after every task: a cut-short run keeps its prompts
                 json.dump(record, f)
         calls = sum(r["calls"] for r in rows)
-        summary = {"model": args.model, "tasks": len(rows), "tool_calls": calls,
+        summary = {"model": args.model, "tool_choice": args.tool_choice, "steps_limit": args.steps,
+                   "max_tokens": args.max_tokens, "tasks": len(rows), "tool_calls": calls,
+                   "schema_valid_pct": round(100 * sum(r["schema_valid"] for r in rows) / calls, 1)
+                   if calls else None,
                    "valid_pct": round(100 * sum(r["valid"] for r in rows) / calls, 1) if calls else None,
                    "steps_mean": round(statistics.mean(r["steps"] for r in rows), 2),
                    "seconds_mean": round(statistics.mean(r["seconds"] for r in rows), 2),
