@@ -24,6 +24,9 @@ test.use({
   }
 });
 
+// each test starts a kernel and waits for the model: slow on a loaded 2-core machine
+test.describe.configure({ timeout: 240000 });
+
 const call = (name, args) => ({ name, arguments: args });
 
 async function script(request, replies) {
