@@ -212,9 +212,13 @@ class Engine:
         return Generation(run, cancel, lps)
 
     def _check_structured(self, params: SamplingParams) -> None:
-        if params.grammar and not self.backend.supports_grammar:
-            raise SchemaError(f"the {self.backend.name} backend cannot constrain its output "
+        """Options a backend cannot honour are refused, never silently dropped."""
+        b = self.backend
+        if params.grammar and not b.supports_grammar:
+            raise SchemaError(f"the {b.name} backend cannot constrain its output "
                               "(response_format, tools): load a GGUF model (llama.cpp backend)")
+        if (params.logprobs or params.top_logprobs) and not b.supports_logprobs:
+            raise ValueError(f"the {b.name} backend does not report logprobs")
 
     def stats(self) -> dict[str, Any]:
         """Prompt-cache hits, tokens reused, speculative acceptance and memory (backends that

@@ -101,6 +101,8 @@ class Backend(ABC):
 
     # Can this backend constrain its output with a grammar (response_format, tools)?
     supports_grammar: bool = False
+    # Does generate_tokens yield logprob entries (OpenAI's logprobs / top_logprobs)?
+    supports_logprobs: bool = False
 
     def generate_tokens(
         self, prompt_tokens: list[int], params: SamplingParams, cancel: threading.Event

@@ -93,7 +93,7 @@ def split_kv_type(kv_type: str) -> tuple[str, str]:
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
-    supports_grammar = True
+    supports_grammar = supports_logprobs = True
 
     def __init__(self, resolved: ResolvedModel, n_ctx: int | None = None,
                  n_threads: int | None = None, n_batch: int | None = None,
@@ -268,6 +268,8 @@ class LlamaCppBackend(Backend):
                                       "n_ctx": self.kv.n_ctx, "live_tokens": self.kv.n_tokens,
                                       "context_mb": round(self._kv_context_bytes() / 2**20, 1)}}
         out["prompt_cache"]["last"] = dict(self.kv.last_prepare)
+        if "grammar_stats" in self.__dict__:  # constrained sampling ran (llamacpp_grammar.py)
+            out["grammar"] = self.grammar_stats.to_dict()
         try:
             import psutil
 
@@ -357,6 +359,9 @@ class LlamaCppBackend(Backend):
         """Chats with images go through the projector's handler; text chats use the token
         pipeline (exact template, stop strings, context checks)."""
         if images and self.vision is not None:
+            if params.grammar or params.logprobs or params.top_logprobs:
+                raise ValueError("response_format, tools and logprobs are not available with "
+                                 "images (the projector's handler samples by itself)")
             # The projector's handler drives the Llama object itself: keep the live text
             # sequence in the cache, and trust nothing in the KV before or after.
             self.kv.save_live()
