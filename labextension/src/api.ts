@@ -24,10 +24,11 @@ export class MiniCPMClient {
   async request<T>(
     path: string,
     method = 'GET',
-    body?: unknown
+    body?: unknown,
+    signal?: AbortSignal
   ): Promise<T> {
     const url = joinUrl(this.settings.baseUrl, 'minicpm', path);
-    const init: RequestInit = { method };
+    const init: RequestInit = { method, signal };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
       init.headers = { 'Content-Type': 'application/json' };
@@ -52,7 +53,7 @@ export class MiniCPMClient {
     }
     if (!resp.ok) {
       const msg =
-        (data && (data.error || data.message)) ||
+        (data && (data.error?.message || data.error || data.message)) ||
         `${method} ${path}: HTTP ${resp.status}`;
       throw new ApiError(msg, resp.status);
     }

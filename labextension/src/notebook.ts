@@ -159,6 +159,12 @@ export class NotebookBridge {
     return found ? `cell #${found.index + 1}` : null;
   }
 
+  /** What replaceCell(…, cellId) would replace: the cell's source and label, or null. */
+  replaceSource(cellId?: string): { source: string; label: string } | null {
+    const found = this.panel ? this.findCell(cellId) || this.findCell() : null;
+    return found ? { source: found.cell.model.sharedModel.getSource(), label: `cell #${found.index + 1}` } : null;
+  }
+
   /**
    * Replace the source of the cell `cellId` (the cell an answer was about), else of the active
    * cell; returns what Undo needs.

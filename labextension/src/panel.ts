@@ -18,6 +18,8 @@ import { MessageView } from './sidebar/messages';
 import { ChatSession } from './sidebar/session';
 import { DEFAULT_SETTINGS, IMiniCPMSettings } from './sidebar/settings';
 import { VariablesController } from './sidebar/variablesctl';
+import { AgentController } from './agent/controller';
+import { confirmReplace } from './agent/replacediff';
 
 export { DEFAULT_SETTINGS, IMiniCPMSettings };
 
@@ -33,6 +35,7 @@ export class ChatPanel extends Widget {
   private inputBox: InputBox;
   /** kernel variables: @mentions, automatic variables, DataFrames (issue 12) */
   readonly variables: VariablesController;
+  readonly agent: AgentController; // Agent mode (issue 22): proposals the user accepts
 
   constructor(
     private client: MiniCPMClient,
@@ -74,14 +77,16 @@ export class ChatPanel extends Widget {
       variables: () => this.variables.variables(),
       mentionsChanged: () => void this.variables.syncMentions(this.input.value)
     });
-    this.session.changed.connect((_, change) => {
-      if (change.type === 'phase') {
-        this.inputBox.setBusy(this.session.busy);
-        this.node.classList.toggle('jp-mod-busy', this.session.busy);
-      }
+    this.agent = new AgentController({
+      complete: (body, signal) => client.request('v1/chat/completions', 'POST', body, signal),
+      panel: () => notebooks.panel, kernel: () => this.variables.kernel, changed: () => this.modeChanged(),
+      settings: () => ({ ...this.settings, stepLimit: this.settings.agentStepLimit }),
+      chatParts: [this.messages, this.contextBar], input: this.inputBox.input
     });
+    this.session.changed.connect((_, change) => change.type === 'phase' && this.modeChanged());
     const layout = new PanelLayout();
-    for (const w of [this.header, this.history, this.messages, this.contextBar, this.inputBox]) {
+    const parts = [this.header, this.history, this.messages, this.agent.view, this.contextBar, this.agent.bar, this.inputBox];
+    for (const w of parts) {
       layout.addWidget(w);
     }
     this.layout = layout;
@@ -96,6 +101,11 @@ export class ChatPanel extends Widget {
     this.contextBar.notebookToggle.checked = this.settings.sendNotebookByDefault;
     this.contextBar.imagesToggle.checked = this.settings.sendImagesByDefault;
     this.refreshContext();
+  }
+
+  private modeChanged(): void { // a chat or an agent turn started or ended: Send or Stop is live
+    this.inputBox.setBusy(this.busy);
+    this.node.classList.toggle('jp-mod-busy', this.busy);
   }
 
   // --- status and models -------------------------------------------------------------------
@@ -202,6 +212,7 @@ export class ChatPanel extends Widget {
 
   // --- conversation ------------------------------------------------------------------------
   newChat(): void {
+    this.agent.newChat();
     this.session.reset();
     this.clearContext();
     this.input.focus();
@@ -220,13 +231,16 @@ export class ChatPanel extends Widget {
   }
 
   get busy(): boolean {
-    return this.session.busy;
+    return this.session.busy || this.agent.busy;
   }
 
   /** Send the input (or `question`) with the attached context. */
   async send(question?: string): Promise<void> {
-    if (this.session.busy) {
+    if (this.busy) {
       return;
+    }
+    if (this.agent.active) {
+      return this.agent.send((question ?? this.inputBox.take()).trim());
     }
     const text = (question ?? this.input.value).trim();
     await this.variables.syncMentions(text); // @names typed just before Enter
@@ -248,6 +262,7 @@ export class ChatPanel extends Widget {
 
   stop(): void {
     this.session.stop();
+    this.agent.stop();
   }
 
   /** The notebook cell the question before answer `index` was about (its first cell chip). */
@@ -255,11 +270,12 @@ export class ChatPanel extends Widget {
     return this.session.questionOf(index)?.context?.find(p => p.cellId)?.cellId;
   }
 
-  /**
-   * Replace the cell the answer was about (else the active one); Undo is offered under the code
-   * block and in a notification.
-   */
-  private replaceCell(code: string, index: number): IUndoable {
+  /** Replace the answer's cell (else the active one) once its diff is accepted; Undo under the block and in a notice. */
+  private async replaceCell(code: string, index: number): Promise<IUndoable | void> {
+    const target = this.notebooks.replaceSource(this.cellIdOf(index));
+    if (target && !(await confirmReplace(target.source, code, target.label, this.notebooks.language()))) {
+      return;
+    }
     const done = this.notebooks.replaceCell(code, this.cellIdOf(index));
     let undone = false;
     const undo = () => {
@@ -278,7 +294,7 @@ export class ChatPanel extends Widget {
 
   dispose(): void {
     clearTimeout(this.pollTimer);
-    this.session.stop();
+    this.stop();
     super.dispose();
   }
 }

@@ -1,2 +1,3 @@
 import './base.css';
 import './variables.css';
+import './agent.css';

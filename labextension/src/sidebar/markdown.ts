@@ -26,7 +26,8 @@ export interface IUndoable {
 export interface ICodeActions {
   copy(code: string): void;
   insertBelow(code: string): void | Promise<void>;
-  replace(code: string, index: number): IUndoable | void;
+  /** may first ask (a diff of the change); void when nothing was replaced */
+  replace(code: string, index: number): IUndoable | void | Promise<IUndoable | void>;
   /** which cell Replace would change, for its tooltip ("cell #2"), null when none */
   replaceTarget(index: number): string | null;
   insertAndRun(code: string): void | Promise<void>;
@@ -146,8 +147,8 @@ export class AnswerBody {
       act('Insert code as a new cell below the active cell', 'minicpm-insert', addIcon, () =>
         actions.insertBelow(code)
       );
-      act('Replace the cell this answer is about with this code', 'minicpm-replace', editIcon, () => {
-        const done = actions.replace(code, index);
+      act('Replace the cell this answer is about with this code', 'minicpm-replace', editIcon, async () => {
+        const done = await actions.replace(code, index);
         if (done) {
           this.showUndo(wrap, done);
         }

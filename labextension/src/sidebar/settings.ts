@@ -10,6 +10,8 @@ export interface IMiniCPMSettings {
   sendActionsAtOnce: boolean;
   /** Explain cell / Fix error add the variables the cell reads and the cells defining them */
   autoVariables: boolean;
+  /** Agent mode: model requests per turn before it stops */
+  agentStepLimit: number;
 }
 
 export const DEFAULT_SETTINGS: IMiniCPMSettings = {
@@ -20,5 +22,6 @@ export const DEFAULT_SETTINGS: IMiniCPMSettings = {
   sendImagesByDefault: true,
   notebookTokenBudget: 3000,
   sendActionsAtOnce: false,
-  autoVariables: true
+  autoVariables: true,
+  agentStepLimit: 8
 };

@@ -7,6 +7,12 @@ frontend rendered model output as HTML. Each payload would set `window.__minicpm
 
 GET /log lists every request path it saw (the test checks no /leak) and the JSON bodies POSTed
 (variables.spec.js reads the prompt); GET /health answers ok.
+
+Scripted tool-call mode (agent.spec.js): POST /script {"replies": [...]} queues the answers to
+the next chat requests that carry `tools`; each reply is {"content": "..."} or {"tool_calls":
+[{"name": ..., "arguments": {...}}]}, optionally with "slow": seconds (streams dots that long
+first, so Stop can be tried). Tool calls stream as OpenAI streams them (name first, arguments
+in pieces). With the queue empty, a tools request gets {"content": "Done."}.
 Standard library only: it runs before anything else in the test set-up."""
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ HOSTILE-ANSWER ends.
 
 
 class Handler(BaseHTTPRequestHandler):
+    script: list[dict] = []  # scripted replies for requests with tools
     log: list[str] = []
     bodies: list[object] = []  # the JSON bodies POSTed (variables.spec.js reads the prompt)
     lock = threading.Lock()
@@ -94,9 +101,19 @@ class Handler(BaseHTTPRequestHandler):
             req = json.loads(self.rfile.read(n) or b"{}")
         except ValueError:
             req = {}
+        if self.path == "/script":
+            with self.lock:
+                Handler.script = list(req.get("replies") or [])
+            self._json({"ok": True})
+            return
         with self.lock:
             Handler.bodies.append(req)
         chat = self.path.endswith("/chat/completions")
+        if chat and req.get("tools"):
+            with self.lock:
+                reply = Handler.script.pop(0) if Handler.script else {"content": "Done."}
+            self._scripted(reply, bool(req.get("stream")))
+            return
         if not (chat or self.path.endswith("/completions")):
             self._json({"error": "not found"}, 404)
             return
@@ -124,6 +141,49 @@ class Handler(BaseHTTPRequestHandler):
                                                        "finish_reason": "stop"}]}
         self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
         self.wfile.flush()
+
+
+    def _chunk(self, delta: dict, finish: str | None = None) -> None:
+        chunk = {"id": "x", "model": MODEL, "choices": [{"index": 0, "delta": delta,
+                                                         "finish_reason": finish}]}
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.flush()
+
+    def _scripted(self, reply: dict, stream: bool) -> None:
+        calls = [{"id": f"call_{i}", "type": "function",
+                  "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                 for i, c in enumerate(reply.get("tool_calls") or [])]
+        content = reply.get("content")
+        finish = "tool_calls" if calls else "stop"
+        if not stream:
+            msg = {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
+            self._json({"id": "x", "model": MODEL, "choices": [{"index": 0, "message": msg,
+                                                              "finish_reason": finish}]})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        try:
+            until = time.monotonic() + float(reply.get("slow") or 0)
+            while time.monotonic() < until:  # a slow model: Stop must end the turn
+                self._chunk({"content": "."})
+                time.sleep(0.2)
+            if content:
+                self._chunk({"role": "assistant", "content": content})
+            for i, c in enumerate(calls):
+                args = c["function"]["arguments"]
+                self._chunk({"tool_calls": [{"index": i, "id": c["id"], "type": "function",
+                                             "function": {"name": c["function"]["name"],
+                                                          "arguments": ""}}]})
+                for k in range(0, len(args), 16):
+                    self._chunk({"tool_calls": [{"index": i, "function":
+                                                 {"arguments": args[k:k + 16]}}]})
+            self._chunk({}, finish)
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (Stop)
 
 
 def main() -> None:

@@ -223,6 +223,12 @@ test('Replace cell targets the cell the answer was about, and Undo puts it back'
   await panel.getByTestId('minicpm-replace').hover();
   await expect(panel.getByTestId('minicpm-replace')).toHaveAttribute('title', /Replace cell #1 /);
   await panel.getByTestId('minicpm-replace').click();
+  // the same diff as an agent proposal first; nothing changes before Accept
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog.getByTestId('minicpm-replace-diff').locator('[data-op="+"]')).toHaveText(['+added: x = 42']);
+  // (read from the editor's lines: the modal dialog is in the way of getCellTextInput's click)
+  await expect(page.locator('.jp-NotebookPanel .jp-Cell').first().locator('.cm-line')).toHaveText(['x = 21', 'x']);
+  await dialog.getByRole('button', { name: 'Accept' }).click();
   await expect.poll(() => page.notebook.getCellTextInput(0)).toBe('x = 42');
   expect(await page.notebook.getCellTextInput(1)).toBe('y = 2');
   // Undo under the code block (also offered in a notification)
