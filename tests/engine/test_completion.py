@@ -266,16 +266,6 @@ def test_scan_knows_strings_and_comments():
 # --- real models -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def standin():
-    pytest.importorskip("llama_cpp")
-    import minicpm
-
-    e = minicpm.load(n_ctx=1024, n_threads=2)
-    yield e
-    e.close()
-
-
 def test_standin_has_no_fim_tokens_and_completes_code(standin):
     from minicpm import completion
 
