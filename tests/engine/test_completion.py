@@ -314,7 +314,7 @@ def test_fim_tokens_are_read_from_the_gguf_vocabulary(tmp_path):
     import minicpm
     from minicpm import completion
     from minicpm.testing import TinyConfig, random_weights, tiny_vocab, write_gguf
-    from minicpm.testing.tiny import CONTROL
+    from minicpm.testing.tiny_tokenizer import CONTROL
 
     cfg = TinyConfig()
     vocab = tiny_vocab(cfg.vocab_size)
