@@ -26,7 +26,7 @@ from .inspect_vars import (
 )
 from .memory import Conversation
 from .options import MagicUsageError, Request, parse
-from .render import StreamingDisplay, extract_code, parse_json
+from .render import StreamingDisplay, answer_footer, extract_code, parse_json
 from .safe_markdown import SafeMarkdown as Markdown  # status/models/history carry model text
 from .transport import Prompt, Reply, Transport, TransportError, choose
 
@@ -251,7 +251,7 @@ class MiniCPMMagics(Magics):
         reply = self.transport.start(prompt)
         stopped = self._stream(reply, out)
         text = out.text
-        out.finish(self._footer(reply, stopped))
+        out.finish(answer_footer(reply, stopped))
         self.last_usage = dict(reply.usage or {})
         self.memory.add(remember_as or question, text)
         if req.format == "code":
@@ -333,18 +333,3 @@ class MiniCPMMagics(Magics):
         finally:
             reply.close()
         return stopped
-
-    @staticmethod
-    def _footer(reply: Reply, stopped: bool) -> str:
-        bits = [reply.model] if reply.model else []
-        if stopped or reply.finish_reason == "cancelled":
-            bits.append("stopped")
-        elif reply.finish_reason == "length":
-            bits.append("cut at --max-tokens")
-        u = reply.usage or {}
-        if u.get("completion_tokens"):
-            rate = f" · {u['tokens_per_second']:.0f} tok/s" if u.get("tokens_per_second") else ""
-            bits.append(f"{u['completion_tokens']} tokens{rate}")
-        if reply.notice:
-            bits.append(reply.notice)
-        return " · ".join(bits)
