@@ -33,14 +33,13 @@ def connect(url: str, path: str) -> Any:
                                        header=[f"Authorization: token {TOKEN}"])
 
 
-class Inline:
-    """The completion socket; a reader thread stamps frames as they arrive."""
+class Socket:
+    """A socket with a reader thread that stamps each frame as it arrives (reading also answers
+    the server's pings: an unread socket is closed after 30 s)."""
 
-    def __init__(self, url: str):
-        self.ws = connect(url, "/minicpm/complete")
-        self.recs: dict[str, dict[str, Any]] = {}
+    def __init__(self, url: str, path: str):
+        self.ws = connect(url, path)
         self.lock = threading.Lock()
-        self.seq = 0
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -49,15 +48,29 @@ class Inline:
                 f = json.loads(self.ws.recv())
             except Exception:  # closed
                 return
-            now = time.perf_counter()
-            with self.lock:
-                rec = self.recs.get(str(f.get("id")))
-                if rec is None:
-                    continue
-                if f["type"] == "partial" and rec["first"] is None:
-                    rec["first"] = now
-                elif f["type"] in ("done", "error"):
-                    rec["end"], rec["frame"] = now, f
+            self.on_frame(f, time.perf_counter())
+
+    def on_frame(self, f: dict[str, Any], now: float) -> None:
+        raise NotImplementedError
+
+
+class Inline(Socket):
+    """The completion socket."""
+
+    def __init__(self, url: str):
+        self.recs: dict[str, dict[str, Any]] = {}
+        self.seq = 0
+        super().__init__(url, "/minicpm/complete")
+
+    def on_frame(self, f: dict[str, Any], now: float) -> None:
+        with self.lock:
+            rec = self.recs.get(str(f.get("id")))
+            if rec is None:
+                return
+            if f["type"] == "partial" and rec["first"] is None:
+                rec["first"] = now
+            elif f["type"] in ("done", "error"):
+                rec["end"], rec["frame"] = now, f
 
     def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str) -> str:
         self.seq += 1
@@ -149,32 +162,23 @@ class Naive:
             time.sleep(0.02)
 
 
-class Chat:
-    """A sidebar chat socket with its own reader thread (which also answers the server's
-    pings: an unread socket is closed after 30 s)."""
+class Chat(Socket):
+    """A sidebar chat socket."""
 
     def __init__(self, url: str):
-        self.ws = connect(url, "/minicpm/chat")
         self.waiting: dict[str, dict[str, Any]] = {}
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(url, "/minicpm/chat")
 
-    def _read(self) -> None:
-        while True:
-            try:
-                f = json.loads(self.ws.recv())
-            except Exception:  # closed
-                return
-            now = time.perf_counter()
-            with self.lock:
-                w = self.waiting.get(str(f.get("id")))
-            if w is None:
-                continue
-            if f["type"] == "delta" and w["first"] is None:
-                w["first"] = now
-            if f["type"] in ("done", "error"):
-                w["frame"] = f
-                w["event"].set()
+    def on_frame(self, f: dict[str, Any], now: float) -> None:
+        with self.lock:
+            w = self.waiting.get(str(f.get("id")))
+        if w is None:
+            return
+        if f["type"] == "delta" and w["first"] is None:
+            w["first"] = now
+        if f["type"] in ("done", "error"):
+            w["frame"] = f
+            w["event"].set()
 
     def ask(self, i: int, max_tokens: int) -> float:
         """Seconds to the first delta of a fresh sidebar-like question."""
