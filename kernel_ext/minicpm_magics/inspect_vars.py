@@ -37,9 +37,10 @@ HIDDEN = {"In", "Out", "Err", "exit", "quit", "get_ipython", "open"}
 
 
 def approx_tokens(text: str) -> int:
-    """A conservative estimate (≈3 characters a token for code and tables; BPE tokenizers of
-    the MiniCPM/Llama kind average closer to 3.5–4 on such text)."""
-    return (len(text) + 2) // 3
+    """ceil(len / 3.5): the project's one tokenizer-free ratio (the sidebar's estimateTokens,
+    minicpm.completion): MiniCPM/Llama BPE averages 3.5–4 characters a token on code and
+    English, so 3.5 errs high. Not imported from minicpm: that would bring numpy into kernels."""
+    return (len(text) * 2 + 6) // 7
 
 
 _repr = reprlib.Repr()
@@ -262,7 +263,7 @@ def fit(text: str, max_tokens: int, count: Callable[[str], int] = approx_tokens)
         cut = "\n".join(lines + ["  …"])
         if count(cut) <= max_tokens:
             return cut
-    chars = max_tokens * 3 - 1
+    chars = max_tokens * 7 // 2 - 1  # the most whose estimate fits, less one for "…"
     return lines[0][:chars] + "…" if chars > 20 else None
 
 
