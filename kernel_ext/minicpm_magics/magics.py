@@ -14,6 +14,7 @@ from traitlets import Bool, Dict, Float, Int, Unicode
 from minicpm import prompts
 from minicpm.errors import MiniCPMError
 
+from .cell_names import names_used
 from .context import ErrorLog, ImageLog, cell_parts, interpolate, last_cell_number, notebook_parts
 from .image_input import resolve_image
 from .inspect_vars import (
@@ -21,7 +22,6 @@ from .inspect_vars import (
     is_user_variable,
     lookup,
     names_in_text,
-    names_used,
     variable_context,
 )
 from .memory import Conversation
