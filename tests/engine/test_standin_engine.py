@@ -67,19 +67,22 @@ def test_cancel_from_another_thread_while_generating(engine):
     five = threading.Event()
 
     def consume():
-        for d in g:
-            seen.append(d)
-            if g.usage.completion_tokens >= 5:
-                five.set()
+        try:
+            for d in g:
+                seen.append(d)
+                if g.usage.completion_tokens >= 5:
+                    five.set()
+        finally:
+            five.set()
 
     t = threading.Thread(target=consume)
     t.start()
     # Cancel from this thread once 5 tokens are out (an event, not a polling window).
-    assert five.wait(60), "generation never reached 5 tokens"
+    five.wait()
+    assert g.usage.completion_tokens >= 5, "generation ended before 5 tokens"
     g.cancel()
     n = g.usage.completion_tokens
-    t.join(timeout=30)
-    assert not t.is_alive()
+    t.join()  # ends either way (at the latest after 400 tokens): the count shows the cancel
     assert g.usage.finish_reason == "cancelled" and g.usage.completion_tokens <= n + 1
 
 
