@@ -121,6 +121,8 @@ def test_kernel_of_the_server_finds_it(jupyter_server: dict[str, Any]) -> None:
         time.sleep(0.2)
     kc = BlockingKernelClient(connection_file=str(cf))
     kc.load_connection_file()
+    # The heartbeat's default 1 s declares a starved kernel dead on a loaded machine.
+    kc.hb_channel.time_to_dead = 10.0
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=60)
