@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from minicpm_server.testserver import start_server as launch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "server"))
 from pngs import big_png  # noqa: E402
@@ -38,38 +39,18 @@ TOKEN = "bench"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def start(pythonpath: str | None, tmp: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     (tmp / name).mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--allow-root", f"--port={port}",
-         "--ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
-         f"--ServerApp.root_dir={tmp / name}", "--MiniCPM.load_on_start=False",
-         f"--MiniCPM.chats_dir={tmp / name / 'chats'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp / name)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            get(url + "/minicpm/status")
-            return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit(f"{name} server did not start")
+    try:
+        server = launch("--MiniCPM.load_on_start=False",
+                        f"--MiniCPM.chats_dir={tmp / name / 'chats'}", token=TOKEN,
+                        root=tmp / name, cwd=tmp / name, env=env, wait_for="up", timeout=120)
+    except RuntimeError as e:
+        raise SystemExit(f"{name} server did not start: {e}") from e
+    return server.proc, server.url
 
 
 def get(url: str) -> Any:

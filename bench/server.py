@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from typing import Any
 
 import psutil
 import websocket  # websocket-client
+from minicpm_server.testserver import start_server as launch
 
 import minicpm
 
@@ -43,28 +42,13 @@ def prompt(i: int) -> list[dict[str, str]]:
 
 
 def start_server(model: str, n_ctx: int, threads: int, concurrency: int) -> tuple[Any, str]:
-    from tornado.testing import bind_unused_port
-
-    sock, port = bind_unused_port()
-    sock.close()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
-         f"--MiniCPM.model={model}", f"--MiniCPM.n_ctx={n_ctx}", f"--MiniCPM.n_threads={threads}",
-         f"--MiniCPM.concurrency={concurrency}", "--MiniCPM.chats_dir=/tmp/minicpm-bench-chats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            req = urllib.request.Request(url + "/minicpm/status",
-                                         headers={"Authorization": f"token {TOKEN}"})
-            if json.loads(urllib.request.urlopen(req, timeout=2).read())["state"] == "ready":
-                return proc, url
-        except OSError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("server did not become ready")
+    try:
+        server = launch(f"--MiniCPM.model={model}", f"--MiniCPM.n_ctx={n_ctx}",
+                        f"--MiniCPM.n_threads={threads}", f"--MiniCPM.concurrency={concurrency}",
+                        "--MiniCPM.chats_dir=/tmp/minicpm-bench-chats", token=TOKEN, timeout=120)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from e
+    return server.proc, server.url
 
 
 def rate(t0: float, stamps: list[float], n_tokens: int) -> tuple[float, float]:

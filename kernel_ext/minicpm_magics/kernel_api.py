@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .inspect_vars import is_user_variable, list_variables, names_used, variable_context
+from .cell_names import names_used
+from .inspect_vars import is_user_variable, list_variables, variable_context
 
 TARGET = "minicpm.variables"
 MAX_TOKENS = 4096  # no request describes more than this

@@ -14,6 +14,7 @@ from traitlets import Bool, Dict, Float, Int, Unicode
 from minicpm import prompts
 from minicpm.errors import MiniCPMError
 
+from .cell_names import names_used
 from .context import ErrorLog, ImageLog, cell_parts, interpolate, last_cell_number, notebook_parts
 from .image_input import resolve_image
 from .inspect_vars import (
@@ -21,12 +22,11 @@ from .inspect_vars import (
     is_user_variable,
     lookup,
     names_in_text,
-    names_used,
     variable_context,
 )
 from .memory import Conversation
 from .options import MagicUsageError, Request, parse
-from .render import StreamingDisplay, extract_code, parse_json
+from .render import StreamingDisplay, answer_footer, extract_code, parse_json
 from .safe_markdown import SafeMarkdown as Markdown  # status/models/history carry model text
 from .transport import Prompt, Reply, Transport, TransportError, choose
 
@@ -251,7 +251,7 @@ class MiniCPMMagics(Magics):
         reply = self.transport.start(prompt)
         stopped = self._stream(reply, out)
         text = out.text
-        out.finish(self._footer(reply, stopped))
+        out.finish(answer_footer(reply, stopped))
         self.last_usage = dict(reply.usage or {})
         self.memory.add(remember_as or question, text)
         if req.format == "code":
@@ -333,18 +333,3 @@ class MiniCPMMagics(Magics):
         finally:
             reply.close()
         return stopped
-
-    @staticmethod
-    def _footer(reply: Reply, stopped: bool) -> str:
-        bits = [reply.model] if reply.model else []
-        if stopped or reply.finish_reason == "cancelled":
-            bits.append("stopped")
-        elif reply.finish_reason == "length":
-            bits.append("cut at --max-tokens")
-        u = reply.usage or {}
-        if u.get("completion_tokens"):
-            rate = f" · {u['tokens_per_second']:.0f} tok/s" if u.get("tokens_per_second") else ""
-            bits.append(f"{u['completion_tokens']} tokens{rate}")
-        if reply.notice:
-            bits.append(reply.notice)
-        return " · ".join(bits)

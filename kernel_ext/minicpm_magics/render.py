@@ -91,3 +91,20 @@ def parse_json(text: str) -> Any:
         except ValueError as e:
             err = err or e
     raise ValueError(f"the answer is not valid JSON ({err})")
+
+
+def answer_footer(reply: Any, stopped: bool = False) -> str:
+    """The line under an answer: model · stopped / cut · tokens and speed · notice. ``reply``:
+    a finished transport Reply (the magics' and the chat widget's)."""
+    bits = [reply.model] if reply.model else []
+    if stopped or reply.finish_reason == "cancelled":
+        bits.append("stopped")
+    elif reply.finish_reason == "length":
+        bits.append("cut at --max-tokens")
+    u = reply.usage or {}
+    if u.get("completion_tokens"):
+        rate = f" · {u['tokens_per_second']:.0f} tok/s" if u.get("tokens_per_second") else ""
+        bits.append(f"{u['completion_tokens']} tokens{rate}")
+    if reply.notice:
+        bits.append(reply.notice)
+    return " · ".join(bits)

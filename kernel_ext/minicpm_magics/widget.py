@@ -12,6 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from .render import answer_footer
 from .safe_markdown import to_html
 from .transport import TransportError
 
@@ -86,7 +87,7 @@ class ChatWidget(widgets.VBox):
                 if time.monotonic() - last >= self.interval:
                     last = time.monotonic()
                     answer.value = _bubble("assistant", buf)
-            footer = self.magics._footer(reply, False)
+            footer = answer_footer(reply)
             answer.value = _bubble("assistant", buf) + f"<small>{html.escape(footer)}</small>"
             self.magics.memory.add(text, buf)
         except (TransportError, ValueError) as e:

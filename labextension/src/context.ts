@@ -42,9 +42,14 @@ export function joinText(t: string | string[] | undefined | unknown): string {
   return Array.isArray(t) ? t.join('') : String(t);
 }
 
-/** A rough token count: about 4 characters per token for English and code. */
+/**
+ * A rough token count at the project's one ratio, 3.5 characters a token (the kernel's
+ * approx_tokens in kernel_ext/minicpm_magics/inspect_vars.py says why; change them together).
+ */
+export const CHARS_PER_TOKEN = 3.5;
+
 export function estimateTokens(text: string): number {
-  return text ? Math.ceil(text.length / 4) : 0;
+  return text ? Math.ceil(text.length / CHARS_PER_TOKEN) : 0;
 }
 
 export function partTokens(part: IContextPart): number {

@@ -1,4 +1,5 @@
 import { ApiError, MiniCPMClient, chatSocketUrl, joinUrl } from '../src/api';
+import { FakeSocket } from './fakeSocket';
 
 const settings = {
   baseUrl: 'http://localhost:8888/lab-base/',
@@ -13,34 +14,6 @@ function response(status: number, body?: unknown): Response {
     ok: status >= 200 && status < 300,
     text: async () => (body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body))
   } as unknown as Response;
-}
-
-/** A fake WebSocket the test drives by hand. */
-class FakeSocket {
-  static last: FakeSocket;
-  readyState = 0;
-  sent: any[] = [];
-  onopen: (() => void) | null = null;
-  onmessage: ((ev: { data: string }) => void) | null = null;
-  onclose: (() => void) | null = null;
-  onerror: (() => void) | null = null;
-  constructor(public url: string) {
-    FakeSocket.last = this;
-    setTimeout(() => {
-      this.readyState = 1;
-      this.onopen?.();
-    }, 0);
-  }
-  send(data: string) {
-    this.sent.push(JSON.parse(data));
-  }
-  close() {
-    this.readyState = 3;
-    this.onclose?.();
-  }
-  emit(frame: any) {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
 }
 
 const tick = () => new Promise(r => setTimeout(r, 1));

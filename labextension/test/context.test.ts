@@ -176,10 +176,11 @@ describe('whole notebook', () => {
 });
 
 describe('tokens and code blocks', () => {
-  it('estimates about four characters a token, images at a fixed cost', () => {
+  it('estimates 3.5 characters a token (as the kernel does), images at a fixed cost', () => {
     expect(estimateTokens('')).toBe(0);
-    expect(estimateTokens('abcdefgh')).toBe(2);
-    const t = totalTokens([{ kind: 'image', label: 'x', data: PNG }, { kind: 'text', label: 'ab', text: 'abcd' }]);
-    expect(t).toBe(64 + 1 + 1 + 4);
+    expect(estimateTokens('abcdefg')).toBe(2);
+    expect(estimateTokens('abcdefgh')).toBe(3);
+    const t = totalTokens([{ kind: 'image', label: 'x', data: PNG }, { kind: 'text', label: 'ab', text: 'abcdefg' }]);
+    expect(t).toBe(64 + 1 + 2 + 4);
   });
 });

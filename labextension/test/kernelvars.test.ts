@@ -162,7 +162,7 @@ describe('budgets and names', () => {
     expect(contextLimit(null)).toBe(2048);
     const st = { model: { model: 'm', context_length: 8192 } } as IStatus;
     expect(contextLimit(st)).toBe(4096);
-    expect(roomLeft(st, [{ kind: 'text', label: 'a', text: 'x'.repeat(400) }])).toBe(4096 - 100 - 1 - 4);
+    expect(roomLeft(st, [{ kind: 'text', label: 'a', text: 'x'.repeat(350) }])).toBe(4096 - 100 - 1 - 4);
   });
   it('mention chips are @name', () => {
     expect(mentionOf(variableChip(desc('df', 3), true))).toBe('df');

@@ -2,7 +2,6 @@ import {
   IKernelVariable,
   IVariableDescription,
   NamesCache,
-  cellNames,
   chipLabel,
   completeMention,
   definitionsFor,
@@ -11,10 +10,10 @@ import {
   insertMention,
   mentionAt,
   parseMentions,
-  tokenize,
   variablesPart,
   VARIABLES_LABEL
 } from '../src/variables';
+import { cellNames, tokenize } from '../src/pyscan';
 
 describe('cellNames', () => {
   it('finds what a cell reads and binds', () => {

@@ -278,16 +278,6 @@ def test_scan_knows_strings_and_comments():
 # --- real models -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def standin():
-    pytest.importorskip("llama_cpp")
-    import minicpm
-
-    e = minicpm.load(n_ctx=1024, n_threads=2)
-    yield e
-    e.close()
-
-
 def test_standin_has_no_fim_tokens_and_completes_code(standin):
     from minicpm import completion
 
@@ -336,7 +326,7 @@ def test_fim_tokens_are_read_from_the_gguf_vocabulary(tmp_path):
     import minicpm
     from minicpm import completion
     from minicpm.testing import TinyConfig, random_weights, tiny_vocab, write_gguf
-    from minicpm.testing.tiny import CONTROL
+    from minicpm.testing.tiny_tokenizer import CONTROL
 
     cfg = TinyConfig()
     vocab = tiny_vocab(cfg.vocab_size)

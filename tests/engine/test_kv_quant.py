@@ -4,11 +4,13 @@ random MiniCPM (f32 weights, head size 64) and on the stand-in. Real llama.cpp."
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from enginehelpers import load_llama
 
 from minicpm.backends.llamacpp import LlamaCppBackend
 from minicpm.gguf_check import GGUFSummary
@@ -22,11 +24,7 @@ TEXT = ("Notebooks mix code, results and prose in one document, which makes anal
         "in the memory of a laptop, next to the browser and the data itself. ") * 2
 
 
-def load(path: Any, **kw: Any) -> Any:
-    import minicpm
-
-    return minicpm.load(str(path) if path else None, backend="llama.cpp", n_ctx=512, n_threads=2,
-                        speculative="off", **kw)
+load = partial(load_llama, n_ctx=512)
 
 
 def nll_and_argmax(engine: Any, text: str) -> tuple[float, np.ndarray]:

@@ -5,10 +5,11 @@ MiniCPM models with an f32 KV cache (batched and single-token numerics agree the
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 from typing import Any
 
 import pytest
+from enginehelpers import CancelAfter, load_llama
 
 from minicpm.backends.prompt_cache import PromptCache, common_prefix
 
@@ -20,26 +21,7 @@ NOTEBOOK_A = WORDS * 6
 NOTEBOOK_B = WORDS.upper() * 6
 
 
-class CancelAfter(threading.Event):
-    """A cancel event that becomes set after ``n`` checks: cancels at an exact point inside the
-    engine (between prefill chunks, between speculative tokens) without timing races."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.left = n
-
-    def is_set(self) -> bool:
-        self.left -= 1
-        if self.left < 0:
-            self.set()
-        return super().is_set()
-
-
-def load(path: Any, **kw: Any) -> Any:
-    import minicpm
-
-    opts = {"n_ctx": 1024, "n_threads": 2, "kv_type": "f32", "speculative": "off", **kw}
-    return minicpm.load(str(path), backend="llama.cpp", **opts)
+load = partial(load_llama, n_ctx=1024, kv_type="f32")
 
 
 @pytest.fixture(scope="module")

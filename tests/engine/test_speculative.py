@@ -4,29 +4,18 @@ cancel inside a speculative step."""
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pytest
+from enginehelpers import CancelAfter, load_llama
 
 from minicpm.sampling import SamplingParams
 from minicpm.speculative import DraftLength, NGramDrafter, TokenSampler, verify
 
 CODE = ("def area(r):\n    return 3.14159 * r * r\n\n"
         "def perimeter(r):\n    return 2 * 3.14159 * r\n\n") * 3
-
-
-class CancelAfter(threading.Event):
-    def __init__(self, n: int):
-        super().__init__()
-        self.left = n
-
-    def is_set(self) -> bool:
-        self.left -= 1
-        if self.left < 0:
-            self.set()
-        return super().is_set()
 
 
 def test_drafter_copies_what_followed_the_last_ngram() -> None:
@@ -95,11 +84,7 @@ def test_sampler_top_k_top_p_and_penalty() -> None:
 
 # --- through llama.cpp -----------------------------------------------------------------------
 
-def load(path: Any, **kw: Any) -> Any:
-    import minicpm
-
-    opts = {"n_ctx": 1024, "n_threads": 2, "kv_type": "f32", **kw}
-    return minicpm.load(str(path), backend="llama.cpp", **opts)
+load = partial(load_llama, n_ctx=1024, kv_type="f32")  # each test says `speculative`
 
 
 @pytest.fixture(scope="module")

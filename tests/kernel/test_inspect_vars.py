@@ -9,12 +9,12 @@ import textwrap
 
 import numpy as np
 import pandas as pd
+from minicpm_magics.cell_names import names_used
 from minicpm_magics.inspect_vars import (
     approx_tokens,
     describe,
     list_variables,
     names_in_text,
-    names_used,
     variable_context,
 )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from kernelharness import Kernel
 
@@ -16,14 +14,14 @@ if standin_path() is None:  # pragma: no cover
 def test_interrupt_keeps_partial_answer(fresh_kernel: Kernel) -> None:
     k = fresh_kernel
     k.ok("%minicpm --max-tokens 1 Hi")  # load the model first: interrupt the answer, not the load
-    sent: dict[str, float] = {}
+    sent: dict[str, bool] = {}
 
     def on_msg(msg: dict) -> None:
         # interrupt once the answer has visibly started streaming
         if msg["msg_type"] == "update_display_data" and "t" not in sent:
             body = msg["content"]["data"].get("text/plain", "")
             if len(body.strip()) > 10 and body.strip() != "*…*":
-                sent["t"] = time.monotonic()
+                sent["t"] = True
                 k.km.interrupt_kernel()
 
     r = k.run("%minicpm --max-tokens 2000 --temperature 0.8 --seed 3 Write a very long story "
@@ -34,10 +32,11 @@ def test_interrupt_keeps_partial_answer(fresh_kernel: Kernel) -> None:
     body, _, footer = final.rpartition("\n\n[")  # text/plain: the answer, then [footer]
     assert len(body.strip()) > 10  # the partial answer stays
     assert "stopped" in footer
-    assert time.monotonic() - sent["t"] < 30  # stopped promptly, not after 2000 tokens
-    r = k.ok("print(get_ipython().magics_manager.registry['MiniCPMMagics']"
-             ".last_usage['finish_reason'])")
-    assert r.stdout.strip() == "cancelled"  # the engine stopped, not just the display
+    r = k.ok("u = get_ipython().magics_manager.registry['MiniCPMMagics'].last_usage\n"
+             "print(u['finish_reason'], u['completion_tokens'])")
+    reason, tokens = r.stdout.split()
+    assert reason == "cancelled"  # the engine stopped, not just the display
+    assert int(tokens) < 2000  # ... before its 2000 tokens
     # the engine is free again: the next question is answered normally
     again = k.ok("%minicpm --max-tokens 8 --temperature 0 Say yes.")
     assert again.of("update_display_data")

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +15,7 @@ import nbformat
 import pytest
 from jupyter_client import BlockingKernelClient
 from kernelharness import Kernel
+from minicpm_server.testserver import start_server
 from nbclient import NotebookClient
 
 from minicpm.catalogue import standin_path
@@ -82,53 +80,21 @@ def test_notebook_in_process(tmp_path: Path) -> None:
 
 
 # --- a real Jupyter server with minicpm_server --------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, path: str) -> Any:
-    req = urllib.request.Request(url + path, headers={"Authorization": f"token {TOKEN}"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
-
-
 @pytest.fixture(scope="module")
 def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("server")
-    port = _free_port()
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
     for k in ("MINICPM_TRANSPORT", "MINICPM_SERVER_URL", "MINICPM_SERVER_TOKEN"):
         env.pop(k, None)
-    cmd = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", "--allow-root",
-           f"--port={port}", "--port-retries=0", f"--IdentityProvider.token={TOKEN}",
-           f"--ServerApp.root_dir={tmp}", "--ServerApp.jpserver_extensions=minicpm_server=True",
-           "--MiniCPM.model=stand-in", "--MiniCPM.n_ctx=1024", "--MiniCPM.n_threads=2",
-           f"--MiniCPM.chats_dir={tmp / 'chats'}"]
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if _get(url, "minicpm/status").get("state") == "ready":
-                    break
-            except Exception:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("jupyter server with minicpm_server did not become ready:\n"
-                            + (tmp / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield {"url": url, "env": env, "runtime": tmp / "runtime", "tmp": tmp}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server = start_server(
+            "--ServerApp.jpserver_extensions=minicpm_server=True", "--MiniCPM.model=stand-in",
+            "--MiniCPM.n_ctx=1024", "--MiniCPM.n_threads=2", f"--MiniCPM.chats_dir={tmp / 'chats'}",
+            token=TOKEN, root=tmp, env=env, log=tmp / "server.log")
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    with server:
+        yield {"url": server.url + "/", "env": env, "runtime": tmp / "runtime", "tmp": tmp}
 
 
 def test_notebook_against_server(jupyter_server: dict[str, Any], tmp_path: Path) -> None:
@@ -155,6 +121,8 @@ def test_kernel_of_the_server_finds_it(jupyter_server: dict[str, Any]) -> None:
         time.sleep(0.2)
     kc = BlockingKernelClient(connection_file=str(cf))
     kc.load_connection_file()
+    # The heartbeat's default 1 s declares a starved kernel dead on a loaded machine.
+    kc.hb_channel.time_to_dead = 10.0
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=60)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from minicpm_server.testserver import start_server
 
 # pytest-jupyter's fixtures (jp_fetch, jp_ws_fetch, jp_serverapp…). Importing them here keeps
 # the plugin local to this folder; `-p pytest_jupyter.jupyter_server` would do the same globally.
@@ -97,34 +95,10 @@ def run_real_server(tmp: Path, *options: str) -> Iterator[str]:
     """A `jupyter server` process with the extension and the stand-in, token ``t0k``; yields
     its URL once the model is ready. For the synchronous openai client, which needs a server
     on another loop than the test's. ``options``: more command-line settings."""
-    from tornado.testing import bind_unused_port
-
-    sock, port = bind_unused_port()
-    sock.close()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--allow-root", f"--port={port}",
-         "--ip=127.0.0.1", "--IdentityProvider.token=t0k", "--ServerApp.open_browser=False",
-         f"--ServerApp.root_dir={tmp}", "--MiniCPM.model=stand-in", "--MiniCPM.n_ctx=1024",
-         f"--MiniCPM.chats_dir={tmp / 'chats'}", *options],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                req = urllib.request.Request(url + "/minicpm/status",
-                                             headers={"Authorization": "token t0k"})
-                if json.loads(urllib.request.urlopen(req, timeout=2).read())["state"] == "ready":
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("jupyter server with minicpm_server did not become ready")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with start_server("--MiniCPM.model=stand-in", "--MiniCPM.n_ctx=1024",
+                      f"--MiniCPM.chats_dir={tmp / 'chats'}", *options, token="t0k",
+                      root=tmp) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 from typing import Any
 
 import openai
@@ -70,12 +69,11 @@ async def test_disconnect_stops_generation(jp_ws_fetch: Any, ready: Any, host: A
         pass
     tokens_before = host.generated_tokens
     ws.close()
-    t0 = time.monotonic()
-    while host.running and time.monotonic() - t0 < 5:
+    # The request ends either way (at the latest after its 400 tokens): what shows that the
+    # disconnect reached the engine is the token count, not the clock.
+    while host.running:
         await asyncio.sleep(0.02)
     assert not host.running, "generation kept running after the client left"
-    # 400 tokens at tens of tokens/s would take seconds; it stopped at once.
-    assert time.monotonic() - t0 < 2
     assert host.generated_tokens - tokens_before < 100
 
 
@@ -159,11 +157,9 @@ async def test_eight_parallel_streams(jp_ws_fetch: Any, ready: Any, chat: Any,
     # Fair FIFO with concurrency 1: somebody waited, and saw a queue position.
     positions = [f["position"] for frames in results for f in frames if f["type"] == "queued"]
     assert positions and max(positions) >= 2
-    for _ in range(100):  # the slot is released just after the done frame
-        if not host.running:
-            break
+    while host.running:  # the slot is released just after the done frame
         await asyncio.sleep(0.01)
-    assert not host.running and not host.waiting
+    assert not host.waiting
     for ws in sockets:
         ws.close()
 

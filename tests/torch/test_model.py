@@ -39,8 +39,9 @@ def test_cached_decode_matches_full_forward(tiny_hf, name: str) -> None:
         out = model(torch.tensor([TOKENS[:5]]), torch.arange(5), kv_len=5)
         assert rel_err(out[0].numpy(), ref[:5]) < 1e-4
         for i in range(5, len(TOKENS)):
-            kv = i + 1 if i % 2 else None  # alternate eager trim and static full-cache mask
-            step = model(torch.tensor([[TOKENS[i]]]), torch.tensor([i]), kv_len=kv)
+            eager = i % 2 == 1  # alternate eager trim and static full-cache mask
+            step = model(torch.tensor([[TOKENS[i]]]), torch.tensor([i]),
+                         kv_len=i + 1 if eager else None, static_shapes=not eager)
             assert rel_err(step[0, 0].numpy(), ref[i]) < 1e-4
 
 

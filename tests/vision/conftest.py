@@ -69,7 +69,8 @@ def write_tiny_minicpmv(folder: Path, seed: int = 0, max_positions: int = 512
     """A MiniCPM-V 2.0-layout folder: llm.* / vpm.* (timm names) / resampler.* safetensors,
     config.json with the MiniCPM-V fields, and the tiny tokenizer with the image markers."""
     from minicpm.testing import TinyConfig, random_weights, tiny_vocab, write_hf_folder
-    from minicpm.testing.tiny import USER_DEFINED, save_safetensors
+    from minicpm.testing.safetensors_writer import save_safetensors
+    from minicpm.testing.tiny_tokenizer import USER_DEFINED
 
     cfg = TinyConfig(max_position_embeddings=max_positions)
     vocab = tiny_vocab(cfg.vocab_size)

@@ -80,7 +80,7 @@ def write_tiny_text(path: Path, hidden: int = 128, image_tokens: bool = True) ->
     """A tiny MiniCPM text GGUF; with ``image_tokens`` its vocabulary has <image>, </image>,
     <slice>, </slice> (user-defined pieces), which libmtmd frames every picture with."""
     from minicpm.testing import TinyConfig, random_weights, tiny_vocab, write_gguf
-    from minicpm.testing.tiny import USER_DEFINED
+    from minicpm.testing.tiny_tokenizer import USER_DEFINED
 
     cfg = TinyConfig(hidden_size=hidden, intermediate_size=128, max_position_embeddings=2048)
     vocab = tiny_vocab(cfg.vocab_size)

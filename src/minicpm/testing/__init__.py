@@ -1,4 +1,5 @@
-"""Test helpers shared by every suite: tiny random MiniCPM models (``tiny``), GGUF files of them
+"""Test helpers shared by every suite: tiny random MiniCPM models (``tiny``; their tokenizer in
+``tiny_tokenizer``, safetensors files by ``safetensors_writer``), GGUF files of them
 (``gguf_writer``), a float64 numpy reference forward pass (``reference``), a trained
 SentencePiece tokenizer (``spm``) and a CUDA-graph capture checker that runs on CPU
 (``capture``; imports torch). The pytest fixtures ``tiny_hf`` / ``tiny_gguf`` in
@@ -14,14 +15,12 @@ from .tiny import (
     PUBLISHED_SCALE_DEPTH,
     PUBLISHED_SCALE_EMB,
     TinyConfig,
-    TinyVocab,
-    hf_tokenizer,
     preset,
     random_weights,
-    tiny_vocab,
     to_llama_format,
     write_hf_folder,
 )
+from .tiny_tokenizer import TinyVocab, hf_tokenizer, tiny_vocab
 
 
 def write_gguf(*args, **kwargs):  # type: ignore[no-untyped-def]

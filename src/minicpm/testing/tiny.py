@@ -1,11 +1,6 @@
 """Tiny random MiniCPM models for tests: config presets, weights in Hugging Face naming, and
 Hugging Face-layout folders (config.json, safetensors, tokenizer.json) written at test time.
-
-The tokenizer is SentencePiece-style (``▁`` for spaces, ``<0xNN>`` byte fallback, BOS ``<s>``,
-EOS ``</s>``, MiniCPM's ``<用户>`` / ``<AI>`` as user-defined tokens). Every multi-character piece
-is ``▁`` plus a word prefix, so a piece can be reached by exactly one merge; that makes
-llama.cpp's SPM (score-driven bigram merges) and the ``tokenizers`` BPE (rank-driven merges)
-produce the same ids for the same text.
+The tokenizer lives in ``tiny_tokenizer``, the file format in ``safetensors_writer``.
 """
 
 from __future__ import annotations
@@ -19,20 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from .safetensors_writer import save_safetensors
+from .tiny_tokenizer import MINICPM_CHAT_TEMPLATE as MINICPM_CHAT_TEMPLATE  # gguf_writer's
+from .tiny_tokenizer import TinyVocab, build_tokenizer_json, tiny_vocab, tokenizer_config
+
 # --- configs -------------------------------------------------------------------------------------
 
 #: MiniCPM-1/2's published μP constants (2B, 1B, 2B-128k and MoE-8x2B all use them).
 PUBLISHED_SCALE_EMB = 12.0
 PUBLISHED_SCALE_DEPTH = 1.4
 PUBLISHED_DIM_MODEL_BASE = 256
-
-#: MiniCPM-2B-sft's chat template, as its tokenizer_config.json carries it.
-MINICPM_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'user' %}"
-    "{{'<用户>' + message['content'].strip() + '<AI>'}}"
-    "{% else %}{{message['content'].strip()}}{% endif %}{% endfor %}"
-)
-
 
 @dataclass
 class TinyConfig:
@@ -246,156 +237,6 @@ def to_llama_format(cfg: TinyConfig, weights: dict[str, np.ndarray]
     return cfg.replace(architecture="llama", tie_word_embeddings=False), out
 
 
-# --- tokenizer -----------------------------------------------------------------------------------
-
-SPACE = "▁"
-SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
-USER_DEFINED_TOKENS = ("<用户>", "<AI>")
-_WORDS = ("the", "and", "that", "this", "with", "hello", "world", "def", "return", "import",
-          "print", "error", "python", "data", "plot", "model", "value", "is", "of", "to", "in",
-          "it", "a", "what", "how", "why", "you", "for", "not", "list")
-_CHARS = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-          ".,:;!?'\"()[]{}<>=+-*/_#%&@$\\|`~^")
-
-# Token types as GGUF / SentencePiece number them.
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-
-
-@dataclass
-class TinyVocab:
-    """The pieces (id order), their SentencePiece scores and types, and the BPE merges that
-    reach every multi-character piece."""
-
-    pieces: list[str]
-    scores: list[float]
-    types: list[int]
-    merges: list[tuple[str, str]]
-
-    def __len__(self) -> int:
-        return len(self.pieces)
-
-    @property
-    def bos_id(self) -> int:
-        return self.pieces.index("<s>")
-
-    @property
-    def eos_id(self) -> int:
-        return self.pieces.index("</s>")
-
-    @property
-    def unk_id(self) -> int:
-        return self.pieces.index("<unk>")
-
-
-def tiny_vocab(size: int = 512) -> TinyVocab:
-    """A SentencePiece-style vocabulary of exactly ``size`` pieces: <unk>, <s>, </s>, the 256
-    byte tokens, <用户>, <AI>, ▁ and single characters, ``▁``+prefix pieces of common words
-    (score falls with id, as in SentencePiece), and unreachable ``<unused…>`` padding."""
-    pieces: list[str] = list(SPECIAL_TOKENS)
-    types = [UNKNOWN, CONTROL, CONTROL]
-    pieces += [f"<0x{b:02X}>" for b in range(256)]
-    types += [BYTE] * 256
-    pieces += list(USER_DEFINED_TOKENS)
-    types += [USER_DEFINED] * len(USER_DEFINED_TOKENS)
-    normal: list[str] = [SPACE, *_CHARS]
-    merges: list[tuple[str, str]] = []
-    seen = set(normal)
-    for word in _WORDS:
-        for n in range(1, len(word) + 1):
-            piece = SPACE + word[:n]
-            if piece not in seen:
-                seen.add(piece)
-                normal.append(piece)
-                merges.append((piece[:-1], piece[-1]))
-    pieces += normal
-    types += [NORMAL] * len(normal)
-    if len(pieces) > size:
-        raise ValueError(f"the tiny vocabulary needs at least {len(pieces)} tokens, got {size}")
-    n_pad = size - len(pieces)
-    pieces += [f"<unused{k}>" for k in range(n_pad)]
-    types += [UNUSED] * n_pad
-    # SentencePiece scores: specials/bytes 0, normal pieces -rank (earlier = merged first).
-    scores = [0.0] * len(pieces)
-    for k, t in enumerate(types):
-        if t == NORMAL:
-            scores[k] = -float(k)
-        elif t == UNUSED:
-            scores[k] = -1e9
-    # BPE ranks follow the same order as the scores.
-    index = {p: k for k, p in enumerate(pieces)}
-    merges.sort(key=lambda m: index[m[0] + m[1]])
-    return TinyVocab(pieces, scores, types, merges)
-
-
-def build_tokenizer_json(vocab: TinyVocab) -> dict[str, Any]:
-    """tokenizer.json for the ``tokenizers`` library, shaped like transformers' LlamaConverter
-    output (legacy Llama/MiniCPM): prepend ▁, spaces → ▁, BPE with byte fallback."""
-    added = []
-    for k, (p, t) in enumerate(zip(vocab.pieces, vocab.types, strict=True)):
-        if t in (UNKNOWN, CONTROL, USER_DEFINED):
-            added.append({"id": k, "content": p, "single_word": False, "lstrip": False,
-                          "rstrip": False, "normalized": False,
-                          "special": t != USER_DEFINED or p in USER_DEFINED_TOKENS})
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added,
-        "normalizer": {"type": "Sequence", "normalizers": [
-            {"type": "Prepend", "prepend": SPACE},
-            {"type": "Replace", "pattern": {"String": " "}, "content": SPACE}]},
-        "pre_tokenizer": None,
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                       {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                     {"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": "<s>", "type_id": 1}},
-                     {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {"<s>": {"id": "<s>", "ids": [vocab.bos_id], "tokens": ["<s>"]}}},
-        "decoder": {"type": "Sequence", "decoders": [
-            {"type": "Replace", "pattern": {"String": SPACE}, "content": " "},
-            {"type": "ByteFallback"},
-            {"type": "Fuse"},
-            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
-        "model": {
-            "type": "BPE", "dropout": None, "unk_token": "<unk>",
-            "continuing_subword_prefix": None, "end_of_word_suffix": None,
-            "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
-            "vocab": {p: k for k, p in enumerate(vocab.pieces)},
-            "merges": [list(m) for m in vocab.merges]},
-    }
-
-
-def tokenizer_config(vocab: TinyVocab) -> dict[str, Any]:
-    return {
-        "tokenizer_class": "LlamaTokenizer",
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "unk_token": "<unk>",
-        "pad_token": None,
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "legacy": True,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": 1 << 20,
-        "chat_template": MINICPM_CHAT_TEMPLATE,
-        "added_tokens_decoder": {
-            str(k): {"content": p, "lstrip": False, "rstrip": False, "normalized": False,
-                     "single_word": False, "special": True}
-            for k, (p, t) in enumerate(zip(vocab.pieces, vocab.types, strict=True))
-            if t in (UNKNOWN, CONTROL, USER_DEFINED)},
-    }
-
-
-def hf_tokenizer(vocab: TinyVocab | None = None) -> Any:
-    """A ``tokenizers.Tokenizer`` for the tiny vocabulary (no file needed)."""
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_str(json.dumps(build_tokenizer_json(vocab or tiny_vocab())))
-
-
 # --- folders -------------------------------------------------------------------------------------
 
 def write_hf_folder(cfg: TinyConfig, weights: dict[str, np.ndarray], path: str | Path,
@@ -439,44 +280,3 @@ def write_hf_folder(cfg: TinyConfig, weights: dict[str, np.ndarray], path: str |
     (folder / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2), "utf-8")
     return folder
-
-
-def bf16_round(a: np.ndarray) -> np.ndarray:
-    """float32 values rounded to the nearest bfloat16 (half to even), still as float32: what a
-    bfloat16 checkpoint holds, for references that compare against one."""
-    return (_bf16_bits(a).astype(np.uint32) << 16).view(np.float32)
-
-
-def _bf16_bits(a: np.ndarray) -> np.ndarray:
-    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-_ST_DTYPES = {"float32": ("F32", np.float32), "float16": ("F16", np.float16),
-              "bfloat16": ("BF16", None)}
-
-
-def save_safetensors(tensors: dict[str, np.ndarray], path: str | Path,
-                     dtype: str = "float32") -> int:
-    """Write a .safetensors file (8-byte header length, JSON header, raw little-endian data).
-    Written by hand because numpy has no bfloat16 and safetensors.numpy would need ml_dtypes.
-    Returns the number of tensor bytes."""
-    tag, np_dtype = _ST_DTYPES[dtype]
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    blobs = []
-    offset = 0
-    for name, a in tensors.items():
-        raw = _bf16_bits(a) if np_dtype is None else np.ascontiguousarray(a, dtype=np_dtype)
-        data = raw.astype(raw.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": tag, "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    head += b" " * (-len(head) % 8)  # the format asks for 8-byte alignment of the data
-    with open(path, "wb") as f:
-        f.write(len(head).to_bytes(8, "little"))
-        f.write(head)
-        for b in blobs:
-            f.write(b)
-    return offset

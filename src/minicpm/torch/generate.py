@@ -58,7 +58,7 @@ class Sampler:
 
 class DecodeStep:
     """The one-token decode step over static buffers: token [1, 1] and position [1] in, logits
-    [1, 1, V] out, attending over the whole static cache with a mask (kv_len=None), so that
+    [1, 1, V] out, attending over the whole static cache with a mask (static_shapes), so that
     nothing in it depends on a host value. ``run`` is exactly what CUDAGraphDecode captures;
     tests run it on CPU under minicpm.testing.capture.CaptureGuard."""
 
@@ -69,7 +69,7 @@ class DecodeStep:
         self.pos = torch.zeros(1, dtype=torch.long, device=dev)
 
     def run(self) -> Tensor:
-        return self.model(self.tok, self.pos)
+        return self.model(self.tok, self.pos, static_shapes=True)
 
 
 class CUDAGraphDecode:

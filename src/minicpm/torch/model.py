@@ -98,6 +98,14 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return kernels.rms_norm(x, self.weight, self.eps)
 
+    def add_then_norm(self, x: Tensor, delta: Tensor | None,
+                      scale: float) -> tuple[Tensor, Tensor]:
+        """(x + delta * scale, this norm of it) in one fused kernel: the residual add and the
+        norm that reads its result share one pass over x. ``delta`` None: nothing to add."""
+        if delta is None:
+            return x, self(x)
+        return kernels.add_rms_norm(x, delta, scale, self.weight, self.eps)
+
 
 class KVCache(nn.Module):
     """Static cache [batch, kv_heads, max_len, head_dim]; written in place at input_pos."""
@@ -127,7 +135,7 @@ class Attention(nn.Module):
         self.kv_cache: KVCache | None = None
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, input_pos: Tensor,
-                kv_len: int | None) -> Tensor:
+                kv_len: int | None, static_shapes: bool) -> Tensor:
         b, t, _ = x.shape
         cfg = self.cfg
         q = self.q_proj(x).view(b, t, cfg.num_heads, cfg.head_dim).transpose(1, 2)
@@ -138,9 +146,15 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=True)
         else:
             k_all, v_all = self.kv_cache.update(input_pos, k, v)
-            # kv_len (a host int) trims the cache for eager runs; None keeps static shapes
-            # for the CUDA graph, where the mask alone hides the unwritten tail.
-            n = k_all.shape[2] if kv_len is None else kv_len
+            # Eager runs attend over the kv_len positions written (a host int); the CUDA-graph
+            # step keeps static shapes, the whole cache, and the mask alone hides the unwritten
+            # tail (no host value may enter a captured step).
+            if static_shapes:
+                n = k_all.shape[2]
+            elif kv_len is not None:
+                n = kv_len
+            else:
+                raise ValueError("with a KV cache, pass kv_len (eager) or static_shapes=True")
             k_all, v_all = k_all[:, :, :n], v_all[:, :, :n]
             mask = torch.arange(n, device=x.device)[None, :] <= input_pos[:, None]
             y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, enable_gqa=True)
@@ -156,6 +170,13 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(kernels.swiglu(self.gate_proj(x), self.up_proj(x)))
+
+
+# MoE paths: with at most this many tokens (decode, a short draft), gather each token's chosen
+# experts: no host sync (CUDA-graph safe). It copies tokens × top_k expert matrices; the prefill
+# path loops over the experts, reading each once but needing a host sync (nonzero). 4 is
+# MiniCPM-MoE-8x2B's 8 experts / top-2: up to here the gather reads no more than the loop.
+MOE_GATHER_MAX_TOKENS = 4
 
 
 class MoE(nn.Module):
@@ -178,7 +199,7 @@ class MoE(nn.Module):
         x = x.reshape(-1, shape[-1])
         weights, idx = torch.topk(self.gate(x).float(), self.top_k, dim=-1)
         weights = weights.softmax(dim=-1).to(x.dtype)  # [T, k]
-        if x.shape[0] <= 4:  # decode: gather the chosen experts' weights
+        if x.shape[0] <= MOE_GATHER_MAX_TOKENS:  # decode: gather the chosen experts' weights
             g = torch.einsum("th,tkih->tki", x, self.w_gate[idx])
             u = torch.einsum("th,tkih->tki", x, self.w_up[idx])
             y = torch.einsum("tki,tkhi->tkh", kernels.swiglu(g, u), self.w_down[idx])
@@ -196,33 +217,33 @@ class MoE(nn.Module):
 
 
 class Block(nn.Module):
-    """One decoder layer. The residual adds are fused with the norm that follows them, so a
-    block takes the stream x together with h = input_layernorm(x) (computed by the previous
-    fused op) and hands back the next pair, normalised by ``next_norm`` (the next block's
-    input norm, or the final norm):
+    """One decoder layer on the residual stream x (s = residual_scale, the same in every layer):
 
-        x = x + attn(h) * residual_scale;   h = post_attention_layernorm(x)
-        x = x + mlp(h)  * residual_scale;   h = next_norm(x)
-    """
+        x = x + attn(input_layernorm(x)) * s
+        x = x + mlp(post_attention_layernorm(x)) * s
+
+    Each add is fused with the norm that reads its result (RMSNorm.add_then_norm). For the
+    last add that norm is the next layer's, so a block returns its MLP output unadded: the next
+    block (or the final norm) adds it in the same kernel as its own norm. ``delta`` is that
+    unadded output of the block before (None in the first block)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.residual_scale = cfg.residual_scale
-        self.eps = cfg.rms_norm_eps
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.self_attn = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp: nn.Module = MoE(cfg) if cfg.num_experts else MLP(cfg.hidden_size,
                                                                     cfg.intermediate_size)
 
-    def forward(self, x: Tensor, h: Tensor, rope: tuple[Tensor, Tensor], input_pos: Tensor,
-                kv_len: int | None, next_norm: RMSNorm) -> tuple[Tensor, Tensor]:
-        s, eps = self.residual_scale, self.eps
-        a = self.self_attn(h, *rope, input_pos, kv_len)
-        x, h = kernels.add_rms_norm(x, a, s, self.post_attention_layernorm.weight, eps)
-        m = self.mlp(h)
-        x, h = kernels.add_rms_norm(x, m, s, next_norm.weight, eps)
-        return x, h
+    def forward(self, x: Tensor, delta: Tensor | None, rope: tuple[Tensor, Tensor],
+                input_pos: Tensor, kv_len: int | None,
+                static_shapes: bool) -> tuple[Tensor, Tensor]:
+        s = self.residual_scale
+        x, h = self.input_layernorm.add_then_norm(x, delta, s)  # x += delta·s; h = norm(x)
+        a = self.self_attn(h, *rope, input_pos, kv_len, static_shapes)
+        x, h = self.post_attention_layernorm.add_then_norm(x, a, s)  # x += attn·s; h = norm(x)
+        return x, self.mlp(h)  # added by the next block, fused with its norm
 
 
 class MiniCPM(nn.Module):
@@ -252,21 +273,22 @@ class MiniCPM(nn.Module):
 
     def forward(self, tokens: Tensor | None = None, input_pos: Tensor | None = None, *,
                 input_embeds: Tensor | None = None, kv_len: int | None = None,
-                last_only: bool = False) -> Tensor:
+                static_shapes: bool = False, last_only: bool = False) -> Tensor:
         """Logits (fp32) for tokens [B, T] (or input_embeds [B, T, H]) at positions input_pos [T].
 
-        With a cache set up, K/V are written at input_pos; kv_len (host int) is how much of the
-        cache to attend over (eager), None attends over the whole static cache (CUDA graph).
+        With a cache set up, K/V are written at input_pos and attention reads either the first
+        kv_len positions (a host int: eager runs) or, with static_shapes, the whole static cache
+        behind a mask (the CUDA-graph decode step, where no host value may enter).
         last_only: logits of the last position only (prefill)."""
         x = self.embed(tokens) if input_embeds is None else input_embeds
         if input_pos is None:
             input_pos = torch.arange(x.shape[1], device=x.device)
         # The sequence length that drives dynamic NTK: the last position written + 1.
         rope = rope_cos_sin(self.cfg, input_pos, input_pos[-1] + 1)
-        norms = [layer.input_layernorm for layer in self.layers] + [self.norm]
-        h = norms[0](x)
-        for layer, next_norm in zip(self.layers, norms[1:], strict=True):
-            x, h = layer(x, h, rope, input_pos, kv_len, next_norm)
+        delta = None
+        for layer in self.layers:
+            x, delta = layer(x, delta, rope, input_pos, kv_len, static_shapes)
+        _, h = self.norm.add_then_norm(x, delta, self.cfg.residual_scale)
         if last_only:
             h = h[:, -1:]
         h = h / self.cfg.logit_scale

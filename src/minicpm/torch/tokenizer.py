@@ -58,8 +58,8 @@ class Tokenizer:
             self._load_spm(folder / "tokenizer.model")
         else:
             raise ModelFileError(folder, "no tokenizer.json or tokenizer.model beside config.json")
-        self.bos_id = bos_id if bos_id is not None else self._id_of(self._special("bos_token"))
-        eos = self._id_of(self._special("eos_token"))
+        self.bos_id = bos_id if bos_id is not None else self.token_id(self._special("bos_token"))
+        eos = self.token_id(self._special("eos_token"))
         self.eos_ids = list(eos_ids or ([] if eos is None else [eos]))
         if eos is not None and eos not in self.eos_ids:
             self.eos_ids.append(eos)
@@ -97,7 +97,7 @@ class Tokenizer:
             v = v.get("content")
         return v
 
-    def _id_of(self, text: str | None) -> int | None:
+    def token_id(self, text: str | None) -> int | None:
         if not text:
             return None
         if self.kind == "tokenizer.json":

@@ -232,7 +232,7 @@ def special_ids(tok: Any, folder: Path | str = "tokenizer") -> dict[str, int]:
     """Ids of <image>, </image>, <slice>, </slice>, <unk> in the model's tokenizer."""
     out: dict[str, int] = {}
     for s in SPECIALS:
-        i = tok._id_of(s) if hasattr(tok, "_id_of") else None
+        i = tok.token_id(s) if hasattr(tok, "token_id") else None
         if i is None:
             ids = tok.encode(s, add_bos=False)
             i = ids[0] if len(ids) == 1 else None
