@@ -67,6 +67,17 @@ def test_same_answers_and_surface_as_in_process(pair: Any) -> None:
     assert w.complete("def add(a, b):", temperature=0, max_tokens=8).read() == \
         e.complete("def add(a, b):", temperature=0, max_tokens=8).read()
     assert "prompt_cache" in w.stats()
+    tools = [{"type": "function", "function": {
+        "name": "add", "parameters": {"type": "object", "properties": {
+            "a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}}]
+    ask = [{"role": "user", "content": "Add 2 and 3."}]
+    named = {"type": "function", "function": {"name": "add"}}
+    a = e.chat(ask, tools=tools, tool_choice=named, temperature=0, max_tokens=40)
+    b = w.chat(ask, tools=tools, tool_choice=named, temperature=0, max_tokens=40)
+    a.read(), b.read()
+    def fn(g: Any) -> list[Any]:
+        return [c["function"] for c in g.tool_calls]  # ids are fresh per call
+    assert fn(b) and fn(b) == fn(a)
     # Inference made no network connection in the worker (only its socketpair: AF_UNIX).
     assert psutil.Process(w.pid).net_connections(kind="inet") == []
 

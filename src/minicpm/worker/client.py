@@ -30,6 +30,7 @@ from typing import Any
 from ..api import TRUNCATE_MODES, Generation
 from ..backends.base import EngineInfo, Usage
 from ..errors import EngineCrashedError
+from ..tools import check_tool_choice
 from .protocol import Channel, decode_error
 
 log = logging.getLogger("minicpm.worker")
@@ -252,9 +253,13 @@ class WorkerEngine:
              **options: Any) -> Generation:
         if truncate not in TRUNCATE_MODES:
             raise ValueError(f"truncate must be one of {TRUNCATE_MODES}")
+        # the tool mode decides whether gen.tool_calls parses the text (as Engine.chat sets it)
+        mode, _ = check_tool_choice(options.get("tool_choice"), bool(options.get("tools")))
         body = {"messages": list(messages), "images": list(images or ()),
                 "truncate": truncate, "options": options}
-        return self._generation("chat", body, cancel)
+        gen = self._generation("chat", body, cancel)
+        gen.tool_mode = mode
+        return gen
 
     def complete(self, prompt: str, *, cancel: threading.Event | None = None,
                  truncate: str = "error", **options: Any) -> Generation:
