@@ -10,7 +10,11 @@ are typed character by character (the editor supplies indentation after Enter), 
 per ``--keystroke-ms``, with a ``--think-ms`` pause after ``(``, ``.`` and ``=`` and a
 ``--line-pause-ms`` pause at the end of every line (reading the suggestion). As in JupyterLab:
 no request when the line before the cursor is blank; after ``--debounce-ms`` without a
-keystroke, a request; every keystroke stops the request in flight (a ``stop`` frame).
+keystroke, a request; every keystroke stops the request in flight (a ``stop`` frame). Our
+provider also asks on the fresh line after Enter (``--enter-pause-ms`` there; ``block`` mode
+after a block opener) and keeps a suggestion that starts with the typed newline; the table's
+last column counts the keystrokes after Enter that got a suggestion (``--no-fresh-line``:
+the provider before it did that).
 
 Chat: before each typed cell (nobody typing) and every ``--chat-every-s`` while typing, the
 same kind of sidebar question (a fresh one each time: no cache help), first token timed.
@@ -44,6 +48,10 @@ def main() -> None:
     ap.add_argument("--think-ms", type=float, default=600)
     ap.add_argument("--line-pause-ms", type=float, default=1500)
     ap.add_argument("--debounce-ms", type=float, default=250)
+    ap.add_argument("--enter-pause-ms", type=float, default=600,
+                    help="pause after Enter (a look at the new line)")
+    ap.add_argument("--no-fresh-line", action="store_true",
+                    help="replay the provider without its fresh-line trigger (before issue 25)")
     ap.add_argument("--mode", default="line", choices=["line", "statement", "block"])
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--chat-every-s", type=float, default=8.0)

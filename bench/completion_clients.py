@@ -67,19 +67,23 @@ class Inline(Socket):
             rec = self.recs.get(str(f.get("id")))
             if rec is None:
                 return
+            if f["type"] in ("partial", "done"):
+                rec["text"] = f.get("text") or ""
             if f["type"] == "partial" and rec["first"] is None:
                 rec["first"] = now
             elif f["type"] in ("done", "error"):
                 rec["end"], rec["frame"] = now, f
 
-    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str) -> str:
+    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str,
+             mode: str | None = None) -> str:
         self.seq += 1
         rid = f"r{self.seq}"
         with self.lock:
             self.recs[rid] = {"sent": time.perf_counter(), "first": None, "end": None,
-                              "frame": None, "stopped": False, "label": label, "prefix": prefix}
+                              "frame": None, "stopped": False, "label": label, "prefix": prefix,
+                              "text": ""}
         self.ws.send(json.dumps({"type": "complete", "id": rid, "prefix": prefix, "suffix": "",
-                                 "cells": cells, "mode": args.mode,
+                                 "cells": cells, "mode": mode or args.mode,
                                  "max_tokens": args.max_tokens}))
         return rid
 
@@ -112,7 +116,8 @@ class Naive:
         self.lock = threading.Lock()
         self.seq = 0
 
-    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str) -> str:
+    def send(self, prefix: str, cells: list[dict[str, str]], args: Any, label: str,
+             mode: str | None = None) -> str:
         from minicpm.completion import Cell, cell_text
 
         self.seq += 1

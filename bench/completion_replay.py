@@ -57,6 +57,17 @@ def jupyterlab_would_fire(text: str) -> bool:
     return bool(text.rsplit("\n", 1)[-1].strip())
 
 
+def after_enter(text: str) -> bool:
+    """The keystroke was Enter: the cursor is on a fresh line (indentation only)."""
+    return "\n" in text and not text.rsplit("\n", 1)[-1].strip()
+
+
+def after_opener(text: str) -> bool:
+    """The line above ends a block opener (labextension/src/freshLine.ts, comments aside)."""
+    above = text.rsplit("\n", 1)[0].rsplit("\n", 1)[-1].split("#", 1)[0].rstrip()
+    return above.endswith(":")
+
+
 def type_cell(inline: Inline, before: list[dict[str, str]], code: str, args: Any,
               label: str, chat: Any | None, chat_times: list[float], chat_seq: list[int]) -> int:
     """Type one cell; returns the number of keystrokes."""
@@ -64,16 +75,27 @@ def type_cell(inline: Inline, before: list[dict[str, str]], code: str, args: Any
     cur: str | None = None
     next_chat = time.perf_counter() + args.chat_every_s
     t = time.perf_counter()
+    fresh = not args.no_fresh_line and isinstance(inline, Inline)
     for k, (text, eol) in enumerate(keys):
         # the keystroke
         now = time.perf_counter()
         if t > now:
             time.sleep(t - now)
+        enter = after_enter(text)
         if cur is not None:
-            inline.stop(cur)  # typing on: the old suggestion is stale
-            cur = None
+            rec = inline.recs[cur]
+            typed = text[len(rec["prefix"]):] if text.startswith(rec["prefix"]) else None
+            if fresh and enter and typed and rec["text"].startswith(typed):
+                rec["enter_key"], rec["typed"] = True, typed  # kept through the newline
+            else:
+                inline.stop(cur)  # typing on: the old suggestion is stale
+                cur = None
         last = text[-1:]
         gap = args.keystroke_ms
+        if enter and fresh:
+            gap = args.enter_pause_ms  # a look at the new line
+        if enter:
+            inline.enter_keys = getattr(inline, "enter_keys", 0) + 1
         if eol:
             gap = args.line_pause_ms
         elif last in "(.=":
@@ -81,10 +103,13 @@ def type_cell(inline: Inline, before: list[dict[str, str]], code: str, args: Any
         if k == len(keys) - 1:
             gap = args.line_pause_ms
         t += gap / 1000
-        if gap > args.debounce_ms and jupyterlab_would_fire(text):
+        if cur is None and gap > args.debounce_ms and (
+                jupyterlab_would_fire(text) or (fresh and enter)):
             fire = time.perf_counter() + args.debounce_ms / 1000
             time.sleep(max(0.0, fire - time.perf_counter()))
-            cur = inline.send(text, before, args, label)
+            mode = "block" if fresh and enter and after_opener(text) else None
+            cur = inline.send(text, before, args, label, mode)
+            inline.recs[cur]["enter_key"] = enter
         if chat is not None and time.perf_counter() >= next_chat:
             # A sidebar question while typing goes on: answered in a thread.
             chat_seq[0] += 1
@@ -143,7 +168,8 @@ def run_model(model: str, label: str, args: Any, peer: bool) -> list[dict[str, A
         for kind in kinds:
             recs = list(clients[kind].recs.values())
             name = label if kind == "ours" else f"{label}, naive peer"
-            out = summarize(name, recs, idle[kind], typing[kind], keys[kind], seconds[kind])
+            out = summarize(name, recs, idle[kind], typing[kind], keys[kind], seconds[kind],
+                            getattr(clients[kind], "enter_keys", 0))
             out["client"] = kind
             out["cold_notebook_ms"] = cold_ms
             out["raw"] = [{"label": r["label"], "stopped": r["stopped"],

@@ -14,7 +14,7 @@ def pct(xs: list[float], q: float) -> float | None:
 
 
 def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing: list[float],
-              n_keys: int, elapsed: float) -> dict[str, Any]:
+              n_keys: int, elapsed: float, n_enter: int = 0) -> dict[str, Any]:
     frames = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "done"]
     naive = [r for r in recs if r.get("naive") and r["frame"]]
     errors = [r["frame"] for r in recs if r["frame"] and r["frame"]["type"] == "error"]
@@ -40,8 +40,15 @@ def summarize(label: str, recs: list[dict[str, Any]], idle: list[float], typing:
         bad = [r for r in done
                if not suggestion_parses(CompletionRequest(r["prefix"]), r["frame"]["text"])]
         shown, syntax = [r for r in done if r not in bad], bad
+    # Keystrokes after Enter that got a suggestion: the fresh line's own request, or one kept
+    # through the newline, finished with text to show before the next keystroke stopped it.
+    enter_shown = [r for r in recs if r.get("enter_key") and not r["stopped"] and r["frame"]
+                   and r["frame"]["type"] == "done"
+                   and len(r["frame"]["text"] or "") > len(r.get("typed", ""))]
     return {
         "model": label, "keystrokes": n_keys, "seconds": round(elapsed, 1),
+        "enter_keys": n_enter, "enter_suggested": len(enter_shown),
+        "enter_share": len(enter_shown) / n_enter if n_enter else None,
         "requests": len(recs), "errors": len(errors),
         "first_ghost_ms": {"p50": pct(first, 50), "p95": pct(first, 95), "n": len(first)},
         "engine_first_token_ms": {"p50": pct(engine_first, 50), "p95": pct(engine_first, 95),
@@ -72,9 +79,9 @@ def fmt(v: Any, nd: int = 0) -> str:
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = ("| model | requests (cancelled) | first ghost token p50 / p95 ms | engine first token "
             "p50 / p95 ms | one line p50 / p95 ms | prompt reused | engine free after stop "
-            "p50 / max ms | parse | chat first token idle → typing ms (×) |")
+            "p50 / max ms | parse | chat first token idle → typing ms (×) | after Enter |")
     print(head)
-    print("| --- |" + " ---: |" * 8)
+    print("| --- |" + " ---: |" * 9)
     for r in rows:
         print(f"| {r['model']} | {r['requests']} ({r['cancelled']}) "
               f"| {fmt(r['first_ghost_ms']['p50'])} / {fmt(r['first_ghost_ms']['p95'])} "
@@ -86,4 +93,5 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"| {fmt(100 * r['parse_share'] if r['parse_share'] is not None else None)} % "
               f"({r['shown']} shown) "
               f"| {fmt(r['chat_ttft_idle_ms'])} → {fmt(r['chat_ttft_typing_ms'])} "
-              f"({fmt(r['chat_slowdown'], 2)}) |")
+              f"({fmt(r['chat_slowdown'], 2)}) "
+              f"| {r.get('enter_suggested', 0)} of {r.get('enter_keys', 0)} |")
