@@ -19,7 +19,7 @@ N = 8
 def _tokens(model: str, backend: str) -> list[int]:
     eng = minicpm.load(model, backend=backend, n_ctx=64)
     p = SamplingParams(temperature=0, max_tokens=N, ignore_eos=True)
-    out = [t for _, (t, _b) in zip(range(N), eng.backend.generate_tokens(
+    out = [t for _, (t, *_) in zip(range(N), eng.backend.generate_tokens(
         PROMPT, p, threading.Event()), strict=False)]
     eng.close()
     return out
