@@ -160,11 +160,11 @@ def test_engine_greedy_matches_reference(tiny_gguf: Any, arch: str) -> None:
         assert engine.backend.tokenize(PROMPT, add_bos=True) == ids
         params = SamplingParams(temperature=0.0, max_tokens=N_NEW, ignore_eos=True)
         pairs = list(engine.backend.generate_tokens(ids, params, threading.Event()))[:N_NEW]
-        got = [t for t, _ in pairs]
+        got = [t for t, *_ in pairs]  # (id, bytes[, logprob entry])
         assert_greedy(m.cfg, m.weights, ids, got)
         # engine.complete at temperature 0 streams exactly those tokens' text.
         text = engine.complete(PROMPT, temperature=0, max_tokens=N_NEW, ignore_eos=True).read()
-        assert text == b"".join(p for _, p in pairs).decode("utf-8", errors="replace")
+        assert text == b"".join(p[1] for p in pairs).decode("utf-8", errors="replace")
 
 
 def test_engine_logits_match_reference(tiny_gguf: Any) -> None:
