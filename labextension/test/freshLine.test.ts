@@ -1,33 +1,6 @@
 import { InlineCompletionClient, InlineScheduler } from '../src/completerClient';
 import { afterBlockOpener, follows, isFreshLine, modeFor, typedSince } from '../src/freshLine';
-
-/** A fake WebSocket the test drives by hand (as in completer.test.ts). */
-class FakeSocket {
-  static all: FakeSocket[] = [];
-  readyState = 0;
-  sent: any[] = [];
-  onopen: (() => void) | null = null;
-  onmessage: ((ev: { data: string }) => void) | null = null;
-  onclose: (() => void) | null = null;
-  onerror: (() => void) | null = null;
-  constructor(public url: string) {
-    FakeSocket.all.push(this);
-    setTimeout(() => {
-      this.readyState = 1;
-      this.onopen?.();
-    }, 0);
-  }
-  send(data: string) {
-    this.sent.push(JSON.parse(data));
-  }
-  close() {
-    this.readyState = 3;
-    this.onclose?.();
-  }
-  emit(frame: any) {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-}
+import { FakeSocket } from './fakeSocket';
 
 const settings = {
   baseUrl: 'http://localhost:8888/',
