@@ -140,7 +140,7 @@ test('a long saved chat: list height, code boxes, times, Continue, reopened afte
   const tops = await bar.locator('button').evaluateAll(bs => bs.map(b => Math.round(b.getBoundingClientRect().top)));
   expect(new Set(tops).size).toBe(1);
   // 11. long inline code wraps: the conversation does not scroll sideways
-  const log = panel.locator('.jp-MiniCPM-log');
+  const log = panel.getByRole('log', { name: 'Conversation', exact: true }); // not the agent's log
   const [sw, cw] = await log.evaluate(l => [l.scrollWidth, l.clientWidth]);
   expect(sw).toBeLessThanOrEqual(cw + 1);
   // 12. timestamps, and Continue after "hit max tokens"
