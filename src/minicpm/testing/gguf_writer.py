@@ -126,18 +126,7 @@ def write_gguf(cfg: TinyConfig, weights: dict[str, np.ndarray], path: str | Path
             w.add_logit_scale(cfg.logit_scale)
 
     # SentencePiece vocabulary, as convert_hf_to_gguf's _set_vocab_sentencepiece writes it.
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(vocab.pieces)
-    w.add_token_scores(vocab.scores)
-    w.add_token_types(vocab.types)
-    w.add_bos_token_id(vocab.bos_id)
-    w.add_eos_token_id(vocab.eos_id)
-    w.add_unk_token_id(vocab.unk_id)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
-    if chat_template:
-        w.add_chat_template(chat_template)
+    _spm_vocab(w, vocab, chat_template)
 
     for key, val in (overrides or {}).items():
         vtype = gguf.GGUFValueType.STRING if isinstance(val, str) else \
