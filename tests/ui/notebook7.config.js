@@ -2,6 +2,8 @@
  * Plain Playwright (galata drives JupyterLab only) against a real Jupyter Notebook 7 server
  * running minicpm_server with the stand-in model: `jlpm playwright test -c notebook7.config.js`.
  */
+const galata = require('./playwright.config');
+
 const port = process.env.MINICPM_UI_NB_PORT || '8896';
 const token = process.env.MINICPM_UI_TOKEN || 'minicpm-ui-token';
 
@@ -21,19 +23,8 @@ module.exports = {
     trace: 'retain-on-failure',
     screenshot: 'only-on-failure',
     viewport: { width: 1400, height: 900 },
-    launchOptions: {
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-dev-shm-usage',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-        '--disable-quic'
-      ]
-    }
+    // the same Chromium and flags as the galata tests
+    launchOptions: galata.use.launchOptions
   },
   webServer: [
     {
