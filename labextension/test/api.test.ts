@@ -1,4 +1,5 @@
-import { ApiError, MiniCPMClient, chatSocketUrl, joinUrl } from '../src/api';
+import { ApiError, MiniCPMClient, joinUrl } from '../src/api';
+import { socketUrl } from '../src/socket';
 import { FakeSocket } from './fakeSocket';
 
 const settings = {
@@ -24,9 +25,9 @@ describe('URLs', () => {
   });
 
   it('puts the chat socket under wsUrl with the token as a query parameter', () => {
-    expect(chatSocketUrl(settings)).toBe('ws://localhost:8888/lab-base/minicpm/chat?token=s%C3%A9cret');
-    expect(chatSocketUrl({ ...settings, appendToken: false })).toBe('ws://localhost:8888/lab-base/minicpm/chat');
-    expect(chatSocketUrl({ ...settings, token: '' })).toBe('ws://localhost:8888/lab-base/minicpm/chat');
+    expect(socketUrl(settings, 'minicpm/chat')).toBe('ws://localhost:8888/lab-base/minicpm/chat?token=s%C3%A9cret');
+    expect(socketUrl({ ...settings, appendToken: false }, 'minicpm/chat')).toBe('ws://localhost:8888/lab-base/minicpm/chat');
+    expect(socketUrl({ ...settings, token: '' }, 'minicpm/chat')).toBe('ws://localhost:8888/lab-base/minicpm/chat');
   });
 });
 

@@ -1,9 +1,9 @@
 import {
   InlineCompletionClient,
   InlineScheduler,
-  completeSocketUrl,
   earlierCells
 } from '../src/completerClient';
+import { socketUrl } from '../src/socket';
 import { FakeSocket } from './fakeSocket';
 
 const settings = {
@@ -31,7 +31,7 @@ beforeEach(() => {
 
 describe('completion socket', () => {
   it('lives under wsUrl with the token', () => {
-    expect(completeSocketUrl(settings)).toBe('ws://localhost:8888/base/minicpm/complete?token=tok');
+    expect(socketUrl(settings, 'minicpm/complete')).toBe('ws://localhost:8888/base/minicpm/complete?token=tok');
   });
 
   it('streams whole texts and ends with the final one', async () => {
