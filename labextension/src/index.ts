@@ -11,7 +11,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon, bugIcon } from '@jupyterlab/ui-components';
 import { MiniCPMClient } from './api';
-import completerPlugin from './completer';
+import completerPlugin from './completion/completer';
 import { NotebookBridge } from './notebook';
 import { ChatPanel, IMiniCPMSettings } from './panel';
 import { PROMPTS, parseDataUrl } from './context';

@@ -1,6 +1,6 @@
 /** The one socket both clients use: URL, shared opening, reopening, frames that are not JSON. */
 import { ServerSocket, parseFrame, socketUrl } from '../src/socket';
-import { InlineCompletionClient } from '../src/completerClient';
+import { InlineCompletionClient } from '../src/completion/completerClient';
 import { FakeSocket } from './fakeSocket';
 
 const settings = {

@@ -3,8 +3,8 @@
  * notebook → request mapping, and the debounce/supersede logic of the provider. No JupyterLab
  * imports at run time, so jest can drive it with a fake socket.
  */
-import type { IConnectionSettings } from './connection';
-import { ServerSocket } from './socket';
+import type { IConnectionSettings } from '../connection';
+import { ServerSocket } from '../socket';
 import { follows, followStream, typedSince } from './freshLine';
 
 export type CompletionMode = 'line' | 'statement' | 'block';

@@ -2,9 +2,9 @@ import {
   InlineCompletionClient,
   InlineScheduler,
   earlierCells
-} from '../src/completerClient';
-import { socketUrl } from '../src/socket';
-import { FakeSocket } from './fakeSocket';
+} from '../../src/completion/completerClient';
+import { socketUrl } from '../../src/socket';
+import { FakeSocket } from '../fakeSocket';
 
 const settings = {
   baseUrl: 'http://localhost:8888/base/',

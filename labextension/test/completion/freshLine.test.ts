@@ -1,6 +1,6 @@
-import { InlineCompletionClient, InlineScheduler } from '../src/completerClient';
-import { afterBlockOpener, follows, isFreshLine, modeFor, typedSince } from '../src/freshLine';
-import { FakeSocket } from './fakeSocket';
+import { InlineCompletionClient, InlineScheduler } from '../../src/completion/completerClient';
+import { afterBlockOpener, follows, isFreshLine, modeFor, typedSince } from '../../src/completion/freshLine';
+import { FakeSocket } from '../fakeSocket';
 
 const settings = {
   baseUrl: 'http://localhost:8888/',
