@@ -1,4 +1,6 @@
-/** "Explain this DataFrame" (issue 12): a context-menu command on pandas table outputs. */
+/** "Explain this DataFrame": a context-menu command on pandas table outputs. It sends the
+ * kernel's description of the frame (columns, dtypes, first rows; the rendered table shows only
+ * a slice), else the cell's outputs. */
 import type { JupyterFrontEnd } from '@jupyterlab/application';
 import type { NotebookBridge } from './notebook';
 import type { ChatPanel } from './panel';

@@ -33,9 +33,9 @@ export class ChatPanel extends Widget {
   private messages: MessageView;
   private contextBar: ContextBar;
   private inputBox: InputBox;
-  /** kernel variables: @mentions, automatic variables, DataFrames (issue 12) */
+  /** kernel variables: @mentions, automatic variables, DataFrames */
   readonly variables: VariablesController;
-  readonly agent: AgentController; // Agent mode (issue 22): proposals the user accepts
+  readonly agent: AgentController; // Agent mode: the model proposes notebook edits, the user accepts each
 
   constructor(
     private client: MiniCPMClient,

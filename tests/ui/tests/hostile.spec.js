@@ -1,5 +1,5 @@
 /**
- * Untrusted model output (issue 10): a hostile OpenAI-compatible server on loopback
+ * Untrusted model output must stay inert: a hostile OpenAI-compatible server on loopback
  * (servers/fake_openai.py) is the remote backend of a second jupyter server (port 8897). Every
  * answer carries an <img onerror>, a <script>, an SVG <image href>, a Markdown image, javascript:
  * links, command-linker attributes and a hidden span in a raw <pre>. In the sidebar (live and

@@ -1,5 +1,5 @@
 /**
- * The sidebar as a new user meets it (issue 14): icons are SVGs, the saved-chats list keeps its
+ * The sidebar as a new user meets it: icons are SVGs, the saved-chats list keeps its
  * height next to a long chat, code blocks have their box and an icon toolbar, the Fix button sits
  * below the traceback and only on errors, the current chat is marked and reopened after a
  * reload, chips say what they are and wait for review, Replace cell targets the cell the answer

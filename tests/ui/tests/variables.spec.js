@@ -1,5 +1,5 @@
 /**
- * Kernel variables as context (issue 12), against the second jupyter server whose remote backend
+ * Kernel variables as context, against the second jupyter server whose remote backend
  * is servers/fake_openai.py (it keeps every request body: what the model was asked). A notebook
  * with a pandas DataFrame `df` runs; `@d` in the sidebar completes to `@df` from the kernel's
  * variables, the `@df` chip shows its token count, and the prompt the model received holds the
