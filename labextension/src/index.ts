@@ -100,7 +100,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (panel.busy && panel.settings.sendActionsAtOnce) {
         Notification.info('MiniCPM is still answering; stop it first.', { autoClose: 3000 });
       }
-      await panel.prepare(parts, prompt, cellIndex);
+      await panel.attachAndAsk(parts, prompt, cellIndex);
     };
 
     /** A cell index from a context-menu click, else the active cell. */

@@ -193,7 +193,7 @@ export class ChatPanel extends Widget {
    * A one-click action (Explain cell, Fix error, Explain image): attach `parts` and put
    * `prompt` in the input for review, or send at once (setting `sendActionsAtOnce`).
    */
-  async prepare(parts: IContextPart[], prompt: string, cellIndex?: number): Promise<void> {
+  async attachAndAsk(parts: IContextPart[], prompt: string, cellIndex?: number): Promise<void> {
     // Explain cell / Fix error: the variables the cell reads and the cells defining them too
     const auto = cellIndex === undefined ? [] : await this.variables.automatic(cellIndex, parts);
     this.attach([...parts, ...auto]);
