@@ -1,43 +1,35 @@
-/** "Explain image": a context-menu command on image outputs (PNG, JPEG, SVG) and the cell that drew them. */
+/** "Explain image": a context-menu command on image outputs (PNG, JPEG, SVG), sent with the code
+ * of the cell that drew them. */
 import type { JupyterFrontEnd } from '@jupyterlab/application';
 import { PROMPTS, parseDataUrl } from './context';
 import type { NotebookBridge } from './notebook';
+import { Ask, addOutputAction } from './outputaction';
 import type { IContextPart } from './protocol';
 
 export const EXPLAIN_IMAGE = 'minicpm:explain-image';
 
-const IMAGE_SELECTOR = '.jp-RenderedImage, .jp-RenderedSVG';
-
 export function addExplainImage(
   app: JupyterFrontEnd,
   notebooks: NotebookBridge,
-  ask: (parts: IContextPart[], prompt: string, what: string) => Promise<void>,
+  ask: Ask,
   cellIndexFromEvent: () => number
 ): void {
-  app.commands.addCommand(EXPLAIN_IMAGE, {
+  addOutputAction(app, notebooks, ask, cellIndexFromEvent, {
+    id: EXPLAIN_IMAGE,
     label: 'MiniCPM: Explain image',
     caption: 'Send an image output to MiniCPM',
-    isEnabled: () => !!notebooks.panel,
-    execute: () => {
-      const hit = app.contextMenuHitTest(n => n.matches(IMAGE_SELECTOR));
-      let parts: IContextPart[] = [];
-      if (hit) {
-        parts = imageFromNode(hit, notebooks);
-      }
-      const index = hit ? notebooks.indexOfNode(hit) : cellIndexFromEvent();
+    selectors: ['.jp-RenderedImage', '.jp-RenderedSVG'],
+    prompt: PROMPTS.explainImage,
+    none: 'no image output in this cell',
+    parts: (hit, index) => {
+      let parts = hit ? imageFromNode(hit, notebooks) : [];
       if (!parts.length) {
         parts = notebooks.imageContext(index);
       }
-      if (parts.length) {
-        parts = [...notebooks.codeContext(index), ...parts]; // the code that drew it, too
-      }
-      return ask(parts, PROMPTS.explainImage, 'no image output in this cell');
+      // the code that drew it, too
+      return parts.length ? [...notebooks.codeContext(index), ...parts] : [];
     }
   });
-  // lumino context-menu selectors take no commas: one item per image renderer
-  for (const sel of IMAGE_SELECTOR.split(', ')) {
-    app.contextMenu.addItem({ command: EXPLAIN_IMAGE, selector: `.jp-Notebook ${sel}`, rank: 0 });
-  }
 }
 
 /** The image under a context-menu click → an image part (svg as text). */

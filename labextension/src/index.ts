@@ -14,10 +14,10 @@ import completerPlugin from './completion/completer';
 import { NotebookBridge } from './notebook';
 import { ChatPanel, IMiniCPMSettings } from './panel';
 import { PROMPTS } from './context';
-import type { IContextPart } from './protocol';
 import { addExplainDataFrame } from './dataframe';
 import { EXPLAIN_IMAGE, addExplainImage } from './explainimage';
 import { addFixButtons } from './fixbuttons';
+import type { Ask } from './outputaction';
 
 const PLUGIN_ID = 'jupyter-minicpm:plugin';
 
@@ -90,7 +90,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     /** Attach `parts` and put `prompt` up for review (or send it: `sendActionsAtOnce`). */
-    const ask = async (parts: IContextPart[], prompt: string, what: string, cellIndex?: number) => {
+    const ask: Ask = async (parts, prompt, what, cellIndex) => {
       if (!parts.length) {
         Notification.warning(`MiniCPM: ${what}`, { autoClose: 3000 });
         return;
