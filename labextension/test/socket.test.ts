@@ -1,21 +1,9 @@
 /** The one socket both clients use: URL, shared opening, reopening, frames that are not JSON. */
 import { ServerSocket, parseFrame, socketUrl } from '../src/socket';
 import { InlineCompletionClient } from '../src/completion/completerClient';
-import { FakeSocket } from './fakeSocket';
+import { FakeSocket, SETTINGS as settings, completeRequest, resetSocketsBeforeEach, tick } from './helpers/sockets';
 
-const settings = {
-  baseUrl: 'http://localhost:8888/base/',
-  wsUrl: 'ws://localhost:8888/base/',
-  token: 'tok',
-  appendToken: true,
-  WebSocket: FakeSocket
-};
-
-const tick = () => new Promise(r => setTimeout(r, 2));
-
-beforeEach(() => {
-  FakeSocket.all = [];
-});
+resetSocketsBeforeEach();
 
 function recorder() {
   const frames: any[] = [];
@@ -25,8 +13,11 @@ function recorder() {
 
 describe('ServerSocket', () => {
   it('puts a route under wsUrl with the token as a query parameter', () => {
+    const lab = { ...settings, wsUrl: 'ws://localhost:8888/lab-base/', token: 'sécret' };
+    expect(socketUrl(lab, 'minicpm/chat')).toBe('ws://localhost:8888/lab-base/minicpm/chat?token=s%C3%A9cret');
+    expect(socketUrl({ ...lab, appendToken: false }, 'minicpm/chat')).toBe('ws://localhost:8888/lab-base/minicpm/chat');
+    expect(socketUrl({ ...lab, token: '' }, 'minicpm/chat')).toBe('ws://localhost:8888/lab-base/minicpm/chat');
     expect(socketUrl(settings, 'minicpm/complete')).toBe('ws://localhost:8888/base/minicpm/complete?token=tok');
-    expect(socketUrl({ ...settings, appendToken: false }, 'minicpm/chat')).toBe('ws://localhost:8888/base/minicpm/chat');
   });
 
   it('opens once for requests made together, and again after a close', async () => {
@@ -84,7 +75,7 @@ describe('ServerSocket', () => {
 describe('the completer over it', () => {
   it('a frame that is not JSON does not end or break the suggestion', async () => {
     const client = new InlineCompletionClient(settings);
-    const stream = client.start({ prefix: 'x', suffix: '', cells: [], mode: 'line', language: 'python', max_tokens: 4 });
+    const stream = client.start(completeRequest());
     await tick();
     const ws = FakeSocket.last;
     ws.onmessage?.({ data: '<html>proxy error</html>' });
