@@ -34,56 +34,20 @@ from minicpm import completion
 from minicpm.completion import Cell, CompletionRequest, Suggestion, TokenCounter
 
 from .engine_host import EngineHost, Job, raw_prompt
-from .errors import RequestError, message_for, status_for
+from .errors import RequestError, message_for, parse_json, status_for
 from .events import Delta, Done, Failed
 from .handlers import MiniCPMWebSocket, ServerState
 from .openai_api import OpenAIHandler, finish_reason, usage_counts
+from .validation import check_max_tokens, check_request_id, check_sampling, check_whole
 
 # Limits checked before any work (the frame size itself is capped by max_body_bytes).
 MAX_INLINE_TOKENS = 256
 MAX_CELLS = 1000
 MAX_TEXT_CHARS = 1_000_000  # prefix + suffix + every cell
 MAX_PROMPT_CHARS = 1_000_000  # /v1/completions prompt + suffix
-MAX_STOP_CHARS = 256
-
-
-def _parse_json(raw: bytes | str) -> Any:
-    try:  # the server's parser (refuses NaN and deep nesting) where it exists
-        from .errors import parse_json
-    except ImportError:  # pragma: no cover - older errors.py
-        try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise RequestError(400, f"malformed JSON: {e}") from e
-    return parse_json(raw)
-
-
-def _limit(cfg: Any, name: str, fallback: int) -> int:
-    return int(getattr(cfg, name, fallback))
-
-
-def check_stop(stop: Any, cfg: Any) -> list[str]:
-    if stop is None:
-        return []
-    stops = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-        raise RequestError(400, "stop must be a non-empty string or a list of them")
-    if len(stops) > _limit(cfg, "max_stop", 16):
-        raise RequestError(400, f"at most {_limit(cfg, 'max_stop', 16)} stop strings")
-    if any(len(s) > MAX_STOP_CHARS for s in stops):
-        raise RequestError(400, f"a stop string may have at most {MAX_STOP_CHARS} characters")
-    return stops
-
-
-def check_max_tokens(value: Any, cfg: Any, default: int, cap: int | None = None) -> int:
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise RequestError(400, "max_tokens must be a positive integer")
-    most = min(_limit(cfg, "max_tokens_limit", 32768), cap or 1 << 30)
-    if value > most:
-        raise RequestError(400, f"max_tokens must be at most {most}")
-    return value
+# The sampling fields /v1/completions takes (the chat route takes these and more).
+SAMPLING_FIELDS = ("max_tokens", "stop", "temperature", "top_p", "top_k", "seed",
+                   "repetition_penalty")
 
 
 def parse_inline(frame: dict[str, Any], cfg: Any) -> tuple[CompletionRequest, int, int]:
@@ -116,10 +80,8 @@ def parse_inline(frame: dict[str, Any], cfg: Any) -> tuple[CompletionRequest, in
     except ValueError as e:
         raise RequestError(400, str(e)) from e
     max_tokens = check_max_tokens(frame.get("max_tokens"), cfg, 48, MAX_INLINE_TOKENS)
-    budget = frame.get("budget", completion.DEFAULT_BUDGET)
-    if not isinstance(budget, int) or isinstance(budget, bool) or not 16 <= budget <= 32768:
-        raise RequestError(400, "budget must be an integer in [16, 32768]")
-    return req, max_tokens, budget
+    budget = check_whole(frame.get("budget", completion.DEFAULT_BUDGET), "budget", 16, 32768)
+    return req, max_tokens or 48, budget
 
 
 class YieldingEvent(threading.Event):
@@ -332,13 +294,11 @@ class CompletionWebSocket(MiniCPMWebSocket):
             return
         rid: Any = None
         try:
-            frame = _parse_json(message)
+            frame = parse_json(message)
             if not isinstance(frame, dict):
                 raise RequestError(400, "a frame must be a JSON object")
             rid = frame.get("id")
-            if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "":
-                raise RequestError(400, "a frame needs an 'id' (string)")
-            rid = str(rid)
+            rid = check_request_id(rid)
             kind = frame.get("type")
             if kind == "stop":
                 job = self.jobs.get(rid)
@@ -397,15 +357,9 @@ class CompletionsHandler(OpenAIHandler):
             raise RequestError(400, "suffix must be a string")
         if len(prompt) + len(suffix) > MAX_PROMPT_CHARS:
             raise RequestError(413, f"prompt and suffix exceed {MAX_PROMPT_CHARS} characters")
-        sampling: dict[str, Any] = {"max_tokens": check_max_tokens(body.get("max_tokens"), cfg, 16)}
-        stops = check_stop(body.get("stop"), cfg)
-        for k in ("temperature", "top_p", "top_k", "seed", "repetition_penalty"):
-            if body.get(k) is not None:
-                sampling[k] = body[k]
-        try:
-            minicpm.SamplingParams.from_kwargs(**sampling, stop=stops)
-        except (ValueError, TypeError) as e:
-            raise RequestError(400, str(e)) from e
+        sampling = check_sampling({k: body[k] for k in SAMPLING_FIELDS
+                                   if body.get(k) is not None}, cfg, default_max_tokens=16)
+        stops = sampling.pop("stop", [])
         fim = completion.fim_tokens(self.host.engine) if suffix and self.host.engine else None
         if fim is not None:
             prompt = f"{fim.prefix}{prompt}{fim.suffix}{suffix}{fim.middle}"

@@ -21,12 +21,13 @@ from minicpm.grammar import check_tools, response_format_grammar
 from minicpm.prompts import Assembled
 from minicpm.tools import ToolCallStream, check_tool_choice, parse_tool_calls
 
-from .chat_request import check_messages, check_sampling
+from .chat_request import check_messages
 from .engine_host import Job
 from .errors import RequestError
 from .events import Delta, Done, Event, Failed
 from .images import ImageUpload, decode_uploads
 from .openai_api import OpenAIHandler, finish_reason, usage_body
+from .validation import check_sampling, check_whole
 
 # OpenAI fields we accept and map; other fields (user, …) are ignored. top_k,
 # repetition_penalty and ignore_eos are the extensions vLLM and llama-server accept too.
@@ -93,12 +94,6 @@ def check_structured(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return opts, mode
 
 
-def _whole(v: Any, name: str, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise RequestError(400, f"{name} must be a whole number from {lo} to {hi}")
-    return v
-
-
 class ChatCompletionsHandler(OpenAIHandler):
     @web.authenticated
     @authorized
@@ -109,7 +104,7 @@ class ChatCompletionsHandler(OpenAIHandler):
             raise RequestError(404, f"model {model!r} is not loaded here; this server serves "
                                     f"{self.model_id()!r} (see GET /minicpm/v1/models, or load "
                                     "another with POST /minicpm/models/load)")
-        n = _whole(body.get("n", 1) if body.get("n") is not None else 1, "n", 1, MAX_N)
+        n = check_whole(body.get("n", 1) if body.get("n") is not None else 1, "n", 1, MAX_N)
         cfg = self.state.config
         messages, uploads = _parse_messages(body.get("messages"), cfg)
         sampling = check_sampling({SAMPLING_MAP[k]: v for k, v in body.items()
