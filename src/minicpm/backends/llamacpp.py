@@ -12,7 +12,7 @@ from typing import Any
 from .. import templates
 from ..catalogue import STANDIN_HINT, ResolvedModel
 from ..cpu_share import ThreadTuner, physical_cores
-from ..errors import MiniCPMError, ModelFileError
+from ..errors import MiniCPMError, ModelFileError, check_context
 from ..gguf_check import read_gguf
 from ..sampling import SamplingParams
 from ..speculative import DraftLength, NGramDrafter, SpecStats, verify
@@ -301,8 +301,7 @@ class LlamaCppBackend(Backend):
 
     def _generate_tokens(self, prompt_tokens: list[int], params: SamplingParams,
                          cancel: threading.Event) -> Iterator[tuple[int, bytes]]:
-        if len(prompt_tokens) >= self.llm.n_ctx():
-            raise MiniCPMError("prompt does not fit the context")  # stream_text checks first
+        check_context(len(prompt_tokens), self.llm.n_ctx())  # stream_text checks first
         seed = params.seed if params.seed is not None else random.randrange(2**31)
         # Our sampler, with a grammar and log-probabilities when asked (llamacpp_grammar.py).
         sample = make_sampler(self, params, seed, len(prompt_tokens))
