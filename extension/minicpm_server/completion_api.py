@@ -16,7 +16,6 @@ The engine's lock keeps the two paths from ever generating at the same time.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -26,16 +25,14 @@ from typing import Any
 
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from tornado import web
-from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError
 
 import minicpm
 from minicpm import completion
 from minicpm.completion import Cell, CompletionRequest, Suggestion, TokenCounter
 
 from .engine_host import EngineHost, Job, raw_prompt
-from .errors import RequestError, message_for, parse_json, status_for
-from .events import Delta, Done, Failed
+from .errors import RequestError, message_for, status_for
+from .events import Delta, Done, Event, Failed
 from .handlers import MiniCPMWebSocket, ServerState
 from .openai_api import OpenAIHandler, finish_reason, usage_counts
 from .validation import check_max_tokens, check_request_id, check_sampling, check_whole
@@ -276,29 +273,18 @@ class CompletionWebSocket(MiniCPMWebSocket):
         self.completer = inline_completer(self.settings)
         await super().get(*args, **kwargs)
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        super().open()  # WebSocketMixin's ping loop
-
-    def send(self, frame: dict[str, Any]) -> None:
+    def send(self, frame: dict[str, Any]) -> bool:
         if frame.get("type") in ("done", "error"):
             self.jobs.pop(str(frame.get("id")), None)
-        try:
-            self.write_message(json.dumps(frame, ensure_ascii=False))
-        except WebSocketClosedError:
-            pass
+        return super().send(frame)
 
     def on_message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            self.send({"type": "error", "id": None, "status": 400,
-                       "error": "binary frames are not accepted; send JSON text"})
+        frame = self.read_frame(message)
+        if frame is None:
             return
         rid: Any = None
         try:
-            frame = parse_json(message)
-            if not isinstance(frame, dict):
-                raise RequestError(400, "a frame must be a JSON object")
-            rid = frame.get("id")
-            rid = check_request_id(rid)
+            rid = check_request_id(frame.get("id"))
             kind = frame.get("type")
             if kind == "stop":
                 job = self.jobs.get(rid)
@@ -314,8 +300,7 @@ class CompletionWebSocket(MiniCPMWebSocket):
             if host.state in ("idle", "error"):
                 host.ensure_loading()  # first use, or a restart after a crash: this one 503s
         except Exception as e:  # a bad frame never closes the socket
-            self.send({"type": "error", "id": rid, "status": status_for(e),
-                       "error": message_for(e)})
+            self.send_error_frame(rid, status_for(e), message_for(e))
             return
         for old in self.jobs.values():  # superseded: stop them, the newest is what matters
             old.superseded = True
@@ -368,17 +353,14 @@ class CompletionsHandler(OpenAIHandler):
             sampling["stop"] = stops
         stream = bool(body.get("stream"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        job = Job(id="cmpl-" + uuid.uuid4().hex[:24], prepare=raw_prompt(prompt),
-                  sampling=sampling, truncate="error")
-        self.job = job
-        self.host.submit(job)
+        job = self.submit(Job(id="cmpl-" + uuid.uuid4().hex[:24], prepare=raw_prompt(prompt),
+                              sampling=sampling, truncate="error"))
         created = int(time.time())
-        first = await self.next_event(job)
-        if isinstance(first, Failed):  # before any text: still a plain 4xx/5xx
-            self.send_error_json(first.status, first.message)
+        first = await self.first_event(job)
+        if first is None:
             return
         if stream:
-            await self._stream(job, first, created, include_usage)
+            await self.run_sse(lambda: self._stream(job, first, created, include_usage))
         else:
             await self._plain(job, first, created)
 
@@ -388,42 +370,29 @@ class CompletionsHandler(OpenAIHandler):
                 "choices": [{"text": text, "index": 0, "logprobs": None,
                              "finish_reason": finish}]}
 
-    async def _plain(self, job: Job, ev: Any, created: int) -> None:
-        parts: list[str] = []
-        while not isinstance(ev, (Done, Failed)):
-            if isinstance(ev, Delta):
-                parts.append(ev.text)
-            ev = await self.next_event(job)
-        if isinstance(ev, Failed):
-            self.send_error_json(ev.status, ev.message)
+    async def _plain(self, job: Job, ev: Event, created: int) -> None:
+        text, _, end = await self.collect(job, ev)
+        if isinstance(end, Failed):
+            self.send_error_json(end.status, end.message, code=end.code)
             return
-        out = self._obj(job, created, "".join(parts), finish_reason(ev.usage.finish_reason))
-        out["usage"] = usage_counts(ev.usage)
+        assert isinstance(end, Done)
+        out = self._obj(job, created, text, finish_reason(end.usage.finish_reason))
+        out["usage"] = usage_counts(end.usage)
         self.finish(out)
 
-    async def _stream(self, job: Job, ev: Any, created: int, include_usage: bool) -> None:
-        self.start_sse()
-        try:
-            while True:
-                if isinstance(ev, Delta):
-                    await self.send_sse(self._obj(job, created, ev.text, None))
-                elif isinstance(ev, Failed):  # headers are gone: report in-band
-                    await self.send_sse({"error": {"message": ev.message, "type": "server_error",
-                                                "code": ev.status}})
-                    break
-                elif isinstance(ev, Done):
-                    await self.send_sse(self._obj(job, created, "", finish_reason(ev.usage.finish_reason)))
-                    if include_usage:
-                        last = self._obj(job, created, "", None)
-                        last["choices"], last["usage"] = [], usage_counts(ev.usage)
-                        await self.send_sse(last)
-                    break
-                ev = await self.next_event(job)
-            self.write("data: [DONE]\n\n")
-            await self.flush()
-            self.finish()
-        except StreamClosedError:
-            self.host.cancel(job)  # the client went away: stop generating
+    async def _stream(self, job: Job, first: Event, created: int, include_usage: bool) -> None:
+        async for ev in self.follow(job, first):
+            if isinstance(ev, Delta):
+                await self.send_sse(self._obj(job, created, ev.text, None))
+            elif isinstance(ev, Failed):
+                await self.send_sse_error(ev)
+            elif isinstance(ev, Done):
+                await self.send_sse(self._obj(job, created, "",
+                                              finish_reason(ev.usage.finish_reason)))
+                if include_usage:
+                    last = self._obj(job, created, "", None)
+                    last["choices"], last["usage"] = [], usage_counts(ev.usage)
+                    await self.send_sse(last)
 
 
 ROUTES: list[tuple[str, Any]] = [

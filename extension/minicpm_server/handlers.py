@@ -220,6 +220,36 @@ class MiniCPMWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if not ok:
             raise web.HTTPError(403)
 
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        super().open()  # WebSocketMixin's ping loop
+
+    def send(self, frame: dict[str, Any]) -> bool:
+        """One JSON text frame; False when the socket is gone."""
+        try:
+            self.write_message(json.dumps(frame, ensure_ascii=False))
+            return True
+        except WebSocketClosedError:
+            return False
+
+    def send_error_frame(self, rid: Any, status: int, message: str) -> None:
+        self.send({"type": "error", "id": rid, "status": status, "error": message})
+
+    def read_frame(self, message: str | bytes) -> dict[str, Any] | None:
+        """A client frame as a JSON object; None after answering a bad one with an error frame
+        (a bad frame never closes the socket)."""
+        if isinstance(message, bytes):
+            self.send_error_frame(None, 400, "binary frames are not accepted; send JSON text")
+            return None
+        try:
+            frame = parse_json(message)
+        except RequestError as e:
+            self.send_error_frame(None, e.status, str(e))
+            return None
+        if not isinstance(frame, dict):
+            self.send_error_frame(None, 400, "a frame must be a JSON object")
+            return None
+        return frame
+
 
 class ChatWebSocket(MiniCPMWebSocket):
     """``/minicpm/chat``: many requests per socket, each with a client-chosen id.
@@ -237,30 +267,9 @@ class ChatWebSocket(MiniCPMWebSocket):
         self.jobs: dict[str, Job | _Pending] = {}
         await super().get(*args, **kwargs)
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        super().open()  # WebSocketMixin's ping loop
-
-    def send(self, frame: dict[str, Any]) -> bool:
-        try:
-            self.write_message(json.dumps(frame, ensure_ascii=False))
-            return True
-        except WebSocketClosedError:
-            return False
-
-    def send_error_frame(self, rid: Any, status: int, message: str) -> None:
-        self.send({"type": "error", "id": rid, "status": status, "error": message})
-
     def on_message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            self.send_error_frame(None, 400, "binary frames are not accepted; send JSON text")
-            return
-        try:
-            frame = parse_json(message)
-        except RequestError as e:
-            self.send_error_frame(None, e.status, str(e))
-            return
-        if not isinstance(frame, dict):
-            self.send_error_frame(None, 400, "a frame must be a JSON object")
+        frame = self.read_frame(message)
+        if frame is None:
             return
         rid = frame.get("id")
         kind = frame.get("type")
