@@ -148,7 +148,8 @@ class LlamaCppBackend(Backend):
         self.draft_max = int(draft_max)
         self.spec_stats = SpecStats()
         self._lib = llama_cpp
-        self._vocab = self.llm._model.vocab
+        # llama.cpp's public C API (not llama-cpp-python's private _model.vocab)
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self.chat_template = templates.choose_template(summary.architecture, summary.chat_template)
@@ -212,6 +213,11 @@ class LlamaCppBackend(Backend):
             piece = self._piece_buf.raw[:max(n, 0)]
             self._pieces[key] = piece
         return piece
+
+    def vocab(self) -> Any:
+        """The model's ``llama_vocab`` pointer, for llama.cpp calls made beside this backend
+        (the grammar sampler)."""
+        return self._vocab
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         # special=True: the template's turn markers (<用户>, <|im_start|>) are real tokens.
