@@ -111,9 +111,7 @@ class Engine:
 
     def fim_tokens(self) -> Any:
         """The model's fill-in-the-middle tokens (``minicpm.completion.FimTokens``), or None."""
-        from .completion import backend_fim_tokens
-
-        return backend_fim_tokens(self.backend)
+        return self.backend.fim_tokens()
 
     def _fit_chat(self, messages: list[dict[str, str]], params: SamplingParams,
                   truncate: str, usage: Usage) -> list[int]:

@@ -92,32 +92,6 @@ def fim_tokens(engine: Any) -> FimTokens | None:
     return own() if callable(own) else None
 
 
-def backend_fim_tokens(backend: Any) -> FimTokens | None:
-    """The FIM tokens of a llama.cpp model, from its GGUF tokenizer (``tokenizer.ggml.fim_*``
-    ids, or the vocabulary texts llama.cpp recognises: ``<|fim_prefix|>``, ``<PRE>``…).
-    None when the model has none or the backend cannot say (torch, remote)."""
-    own = getattr(backend, "fim_tokens", None)
-    if callable(own):
-        return own()
-    llm = getattr(backend, "llm", None)
-    if llm is None or getattr(llm, "model", None) is None:
-        return None
-    try:
-        import llama_cpp
-
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
-               llama_cpp.llama_vocab_fim_mid(vocab))
-    except (ImportError, AttributeError):  # an older llama-cpp-python without the FIM API
-        return None
-    if any(i is None or i < 0 for i in ids):
-        return None
-    texts = [llm.detokenize([i], special=True).decode("utf-8", errors="replace") for i in ids]
-    if not all(texts):
-        return None
-    return FimTokens(*texts)
-
-
 # --- prompt ----------------------------------------------------------------------------------
 
 

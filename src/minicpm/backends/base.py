@@ -133,6 +133,11 @@ class Backend(ABC):
     ) -> Iterator[str] | None:
         return None
 
+    def fim_tokens(self) -> Any:
+        """The model's fill-in-the-middle tokens (``minicpm.completion.FimTokens``); None
+        when it has none or the backend cannot say (torch, remote)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model's memory."""
 
