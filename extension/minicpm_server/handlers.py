@@ -158,7 +158,9 @@ class UnloadHandler(BaseHandler):
         self.finish(self.host.status())
 
 
-class ChatsHandler(BaseHandler):
+class SavedChatsHandler(BaseHandler):
+    """``/minicpm/chats``: the saved sidebar chats (``ChatStore``)."""
+
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -166,7 +168,9 @@ class ChatsHandler(BaseHandler):
         self.finish({"chats": rows})
 
 
-class ChatHandler(BaseHandler):
+class SavedChatHandler(BaseHandler):
+    """``/minicpm/chats/{id}``: one saved chat: read, save (PUT), delete."""
+
     async def _run(self, fn: Any, *args: Any) -> Any:
         # File I/O (fsync) blocks: keep it off the event loop.
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -327,9 +331,10 @@ class ChatWebSocket(MiniCPMWebSocket):
                 match ev:
                     case Queued(position):
                         ok = self.send({"type": "queued", "id": job.id, "position": position})
-                    case Started(model, notice, cut):
+                    case Started(label, notice, cut):
                         truncated = cut
-                        start: dict[str, Any] = {"type": "start", "id": job.id, "model": model}
+                        # The wire key stays "model" (docs/protocol.md; the sidebar reads it).
+                        start: dict[str, Any] = {"type": "start", "id": job.id, "model": label}
                         if notice:
                             start["notice"] = notice
                         ok = self.send(start)

@@ -77,9 +77,14 @@ class Generation:
         return self.text
 
     def close(self) -> None:
-        """Stop and release the engine (safe to call twice)."""
+        """Stop and release the engine. Never raises, so callers need no guard: safe to call
+        twice, after the end, after a failure, or from another thread while one iterates
+        (then the cancel flag stops it before its next token)."""
         self.cancel_event.set()
-        self._it.close()  # type: ignore[attr-defined]
+        try:
+            self._it.close()  # type: ignore[attr-defined]
+        except Exception:  # running in another thread, or the run's own cleanup failed
+            log.debug("closing a generation", exc_info=True)
 
 
 class Engine:
