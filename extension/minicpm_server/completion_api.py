@@ -101,10 +101,7 @@ class CompletionsHandler(OpenAIHandler):
     async def post(self) -> None:
         body = self.json_body()
         cfg = self.state.config
-        model = body.get("model")
-        if model is not None and (not isinstance(model, str) or model not in self.model_names()):
-            raise RequestError(404, f"model {model!r} is not loaded here; this server serves "
-                                    f"{self.model_id()!r}")
+        self.check_served(body.get("model"))
         if body.get("n", 1) != 1 or body.get("best_of", 1) != 1:
             raise RequestError(400, "only n=1 (and best_of=1) is supported")
         if body.get("logprobs") is not None or body.get("echo"):

@@ -19,6 +19,7 @@ from tornado.iostream import StreamClosedError
 import minicpm
 
 from .engine_host import Job
+from .errors import RequestError
 from .events import Delta, Done, Event, Failed, Queued, Started
 from .handlers import BaseHandler
 
@@ -62,6 +63,13 @@ class OpenAIHandler(BaseHandler):
             if n:
                 names.add(n)
         return names
+
+    def check_served(self, model: Any) -> None:
+        """A request's ``model``: absent, or one of the names of the model served here (404)."""
+        if model is not None and (not isinstance(model, str) or model not in self.model_names()):
+            raise RequestError(404, f"model {model!r} is not loaded here; this server serves "
+                                    f"{self.model_id()!r} (see GET /minicpm/v1/models, or load "
+                                    "another with POST /minicpm/models/load)")
 
     def model_id(self) -> str:
         info = self.host.info

@@ -98,11 +98,7 @@ class ChatCompletionsHandler(OpenAIHandler):
     @authorized
     async def post(self) -> None:
         body = self.json_body()
-        model = body.get("model")
-        if model is not None and (not isinstance(model, str) or model not in self.model_names()):
-            raise RequestError(404, f"model {model!r} is not loaded here; this server serves "
-                                    f"{self.model_id()!r} (see GET /minicpm/v1/models, or load "
-                                    "another with POST /minicpm/models/load)")
+        self.check_served(body.get("model"))
         n = check_whole(body.get("n", 1) if body.get("n") is not None else 1, "n", 1, MAX_N)
         cfg = self.state.config
         messages, uploads = _parse_messages(body.get("messages"), cfg)
