@@ -86,20 +86,14 @@ class Raw:
         self.name = f"raw {threads} thread{'s' if threads > 1 else ''}"
 
     def run(self, text: str, n_new: int) -> dict[str, float]:
+        from minicpm.bench import time_tokens  # the timing loop `minicpm bench` uses
+
         llm = self.llm
         prompt = llm.tokenize(text.encode(), add_bos=True)
         llm.reset()
-        start = time.perf_counter()
-        first, n = None, 0
-        for _tok in llm.generate(prompt, temp=0.0, reset=True):
-            now = time.perf_counter()
-            first = first or now
-            n += 1
-            if n >= n_new:
-                break
-        end = time.perf_counter()
-        return {"prefill_tps": len(prompt) / (first - start),  # type: ignore[operator]
-                "decode_tps": (n - 1) / (end - first), "threads": self.threads}  # type: ignore[operator]
+        start, first, end, n = time_tokens(llm.generate(prompt, temp=0.0, reset=True), n_new)
+        return {"prefill_tps": len(prompt) / (first - start),
+                "decode_tps": (n - 1) / (end - first), "threads": self.threads}
 
 
 def run(model: str | None, n_prompt: int, n_new: int, repeats: int,

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernel_ext"))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from minicpm_magics.inspect_vars import approx_tokens, list_variables, variable_context  # noqa: E402
+from notebook_cells import CELL_KINDS_JS  # noqa: E402
 
 
 def namespace(n: int = 200) -> dict[str, Any]:
@@ -197,16 +198,7 @@ def quality(model: str, record: str | None) -> dict[str, Any]:
 
 DEFUSE_JS = r"""
 const v = require('./variables.js');
-const kinds = [
-  i => `import pandas as pd\nimport numpy as np\ndf${i} = pd.read_csv("f${i}.csv")`,
-  i => `df${i} = df${i-1}.dropna()\ndf${i}["total"] = df${i}.price * df${i}.qty\n` +
-       `summary${i} = df${i}.groupby("region")["total"].sum()`,
-  i => `def clean${i}(frame, cols=None):\n    out = frame.copy()\n    for c in cols or frame.columns:\n` +
-       `        out[c] = out[c].fillna(0)\n    return out\nclean_df${i} = clean${i}(df${i-2})`,
-  i => `fig, ax = plt.subplots()\nax.plot(summary${i-2}.index, summary${i-2}.values)\n` +
-       `ax.set_title(f"Revenue {year}")\nplt.show()`,
-];
-const cells = Array.from({length: 200}, (_, i) => kinds[i % 4](i));
+""" + CELL_KINDS_JS + r"""const cells = Array.from({length: 200}, (_, i) => kinds[i % 4](i));
 const cold = [];
 for (let r = 0; r < 15; r++) {
   const t0 = process.hrtime.bigint();

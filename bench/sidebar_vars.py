@@ -20,20 +20,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from notebook_cells import CELL_KINDS_JS
+
 BENCH_JS = r"""
 const vc = require('./sidebar/varcontext.js');
 const v = require('./variables.js');
 const rounds = Number(process.argv[2] || 15);
-const kinds = [
-  i => `import pandas as pd\nimport numpy as np\ndf${i} = pd.read_csv("f${i}.csv")`,
-  i => `df${i} = df${i-1}.dropna()\ndf${i}["total"] = df${i}.price * df${i}.qty\n` +
-       `summary${i} = df${i}.groupby("region")["total"].sum()`,
-  i => `def clean${i}(frame, cols=None):\n    out = frame.copy()\n    for c in cols or frame.columns:\n` +
-       `        out[c] = out[c].fillna(0)\n    return out\nclean_df${i} = clean${i}(df${i-2})`,
-  i => `fig, ax = plt.subplots()\nax.plot(summary${i-2}.index, summary${i-2}.values)\n` +
-       `ax.set_title(f"Revenue {year}")\nplt.show()`,
-];
-const cells = Array.from({length: 200}, (_, i) => ({cell_type: 'code', source: kinds[i % 4](i),
+""" + CELL_KINDS_JS + r"""const cells = Array.from({length: 200}, (_, i) => ({cell_type: 'code', source: kinds[i % 4](i),
   execution_count: i + 1}));
 const sources = cells.map(c => c.source);
 const describe = async names => ({descriptions: names.map(n => ({name: n,

@@ -14,11 +14,11 @@ from .completion_api import shutdown as completion_shutdown
 from .config import MiniCPM
 from .engine_host import EngineHost
 from .handlers import (
-    ChatHandler,
-    ChatsHandler,
     ChatWebSocket,
     LoadHandler,
     ModelsHandler,
+    SavedChatHandler,
+    SavedChatsHandler,
     ServerState,
     StatusHandler,
     UnloadHandler,
@@ -31,8 +31,8 @@ ROUTES: list[tuple[str, Any]] = [
     ("minicpm/models", ModelsHandler),
     ("minicpm/models/load", LoadHandler),
     ("minicpm/models/unload", UnloadHandler),
-    ("minicpm/chats", ChatsHandler),
-    (r"minicpm/chats/([^/]+)", ChatHandler),
+    ("minicpm/chats", SavedChatsHandler),
+    (r"minicpm/chats/([^/]+)", SavedChatHandler),
     ("minicpm/chat", ChatWebSocket),
     ("minicpm/v1/models", ModelsListHandler),
     (r"minicpm/v1/models/(.+)", ModelHandler),

@@ -5,16 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from minicpm.errors import (
-    BackendUnavailableError,
-    ContextOverflowError,
-    EngineCrashedError,
-    ImageError,
-    MiniCPMError,
-    ModelFileError,
-    ModelNotFoundError,
-    OutOfMemoryError,
-)
+from minicpm import errors as engine
 
 
 class RequestError(Exception):
@@ -29,18 +20,20 @@ class RequestError(Exception):
 def status_for(exc: BaseException) -> int:
     if isinstance(exc, RequestError):
         return exc.status
-    if isinstance(exc, ModelNotFoundError):
+    if isinstance(exc, engine.ModelNotFoundError):
         return 404
-    if isinstance(exc, (ValueError, TypeError, ContextOverflowError, ImageError, ModelFileError)):
+    if isinstance(exc, (ValueError, TypeError, engine.ContextOverflowError, engine.ImageError,
+                        engine.ModelFileError)):
         return 400
-    if isinstance(exc, (BackendUnavailableError, OutOfMemoryError, EngineCrashedError)):
+    if isinstance(exc, (engine.BackendUnavailableError, engine.OutOfMemoryError,
+                        engine.EngineCrashedError)):
         return 503
     return 500
 
 
 def code_for(exc: BaseException) -> str | None:
     """OpenAI's machine-readable code for the errors clients act on."""
-    if isinstance(exc, ContextOverflowError):
+    if isinstance(exc, engine.ContextOverflowError):
         return "context_length_exceeded"
     return getattr(exc, "code", None) if isinstance(exc, RequestError) else None
 
@@ -50,7 +43,7 @@ def message_for(exc: BaseException) -> str:
     person; anything else is a bug whose text may hold paths or internals: the client gets
     its type only, the server log has the traceback."""
     text = str(exc) or type(exc).__name__
-    if status_for(exc) < 500 or isinstance(exc, (RequestError, MiniCPMError)):
+    if status_for(exc) < 500 or isinstance(exc, (RequestError, engine.MiniCPMError)):
         return text
     return f"internal error ({type(exc).__name__}); the details are in the server's log"
 

@@ -18,7 +18,7 @@ class Queued:
 
 @dataclass(frozen=True)
 class Started:
-    model: str  # the engine's label, e.g. "SmolLM2-135M-Instruct (stand-in)"
+    label: str  # the engine's label, e.g. "SmolLM2-135M-Instruct (stand-in)"
     notice: str | None = None  # e.g. "this model cannot see images"
     truncated: bool = False  # context parts were cut to fit the window
 

@@ -158,7 +158,9 @@ class UnloadHandler(BaseHandler):
         self.finish(self.host.status())
 
 
-class ChatsHandler(BaseHandler):
+class SavedChatsHandler(BaseHandler):
+    """``/minicpm/chats``: the saved sidebar chats (``ChatStore``)."""
+
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -166,7 +168,9 @@ class ChatsHandler(BaseHandler):
         self.finish({"chats": rows})
 
 
-class ChatHandler(BaseHandler):
+class SavedChatHandler(BaseHandler):
+    """``/minicpm/chats/{id}``: one saved chat: read, save (PUT), delete."""
+
     async def _run(self, fn: Any, *args: Any) -> Any:
         # File I/O (fsync) blocks: keep it off the event loop.
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -220,6 +224,36 @@ class MiniCPMWebSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if not ok:
             raise web.HTTPError(403)
 
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        super().open()  # WebSocketMixin's ping loop
+
+    def send(self, frame: dict[str, Any]) -> bool:
+        """One JSON text frame; False when the socket is gone."""
+        try:
+            self.write_message(json.dumps(frame, ensure_ascii=False))
+            return True
+        except WebSocketClosedError:
+            return False
+
+    def send_error_frame(self, rid: Any, status: int, message: str) -> None:
+        self.send({"type": "error", "id": rid, "status": status, "error": message})
+
+    def read_frame(self, message: str | bytes) -> dict[str, Any] | None:
+        """A client frame as a JSON object; None after answering a bad one with an error frame
+        (a bad frame never closes the socket)."""
+        if isinstance(message, bytes):
+            self.send_error_frame(None, 400, "binary frames are not accepted; send JSON text")
+            return None
+        try:
+            frame = parse_json(message)
+        except RequestError as e:
+            self.send_error_frame(None, e.status, str(e))
+            return None
+        if not isinstance(frame, dict):
+            self.send_error_frame(None, 400, "a frame must be a JSON object")
+            return None
+        return frame
+
 
 class ChatWebSocket(MiniCPMWebSocket):
     """``/minicpm/chat``: many requests per socket, each with a client-chosen id.
@@ -237,30 +271,9 @@ class ChatWebSocket(MiniCPMWebSocket):
         self.jobs: dict[str, Job | _Pending] = {}
         await super().get(*args, **kwargs)
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        super().open()  # WebSocketMixin's ping loop
-
-    def send(self, frame: dict[str, Any]) -> bool:
-        try:
-            self.write_message(json.dumps(frame, ensure_ascii=False))
-            return True
-        except WebSocketClosedError:
-            return False
-
-    def send_error_frame(self, rid: Any, status: int, message: str) -> None:
-        self.send({"type": "error", "id": rid, "status": status, "error": message})
-
     def on_message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            self.send_error_frame(None, 400, "binary frames are not accepted; send JSON text")
-            return
-        try:
-            frame = parse_json(message)
-        except RequestError as e:
-            self.send_error_frame(None, e.status, str(e))
-            return
-        if not isinstance(frame, dict):
-            self.send_error_frame(None, 400, "a frame must be a JSON object")
+        frame = self.read_frame(message)
+        if frame is None:
             return
         rid = frame.get("id")
         kind = frame.get("type")
@@ -318,9 +331,10 @@ class ChatWebSocket(MiniCPMWebSocket):
                 match ev:
                     case Queued(position):
                         ok = self.send({"type": "queued", "id": job.id, "position": position})
-                    case Started(model, notice, cut):
+                    case Started(label, notice, cut):
                         truncated = cut
-                        start: dict[str, Any] = {"type": "start", "id": job.id, "model": model}
+                        # The wire key stays "model" (docs/protocol.md; the sidebar reads it).
+                        start: dict[str, Any] = {"type": "start", "id": job.id, "model": label}
                         if notice:
                             start["notice"] = notice
                         ok = self.send(start)

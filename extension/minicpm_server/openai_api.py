@@ -9,18 +9,23 @@ so that OpenAI clients show the message and raise the right exception class.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
+from tornado.iostream import StreamClosedError
 
 import minicpm
 
 from .engine_host import Job
-from .events import Event, Queued, Started
+from .errors import RequestError
+from .events import Delta, Done, Event, Failed, Queued, Started
 from .handlers import BaseHandler
 
 ALIASES = ("", "default", "minicpm")
+
+
 class OpenAIHandler(BaseHandler):
     """Errors in OpenAI's shape; the base handler's ``write_error`` calls this."""
 
@@ -59,6 +64,13 @@ class OpenAIHandler(BaseHandler):
                 names.add(n)
         return names
 
+    def check_served(self, model: Any) -> None:
+        """A request's ``model``: absent, or one of the names of the model served here (404)."""
+        if model is not None and (not isinstance(model, str) or model not in self.model_names()):
+            raise RequestError(404, f"model {model!r} is not loaded here; this server serves "
+                                    f"{self.model_id()!r} (see GET /minicpm/v1/models, or load "
+                                    "another with POST /minicpm/models/load)")
+
     def model_id(self) -> str:
         info = self.host.info
         return info.model if info else (self.host.target or self.state.config.model or "default")
@@ -72,6 +84,40 @@ class OpenAIHandler(BaseHandler):
             if not isinstance(ev, (Queued, Started)):
                 return ev
 
+    def submit(self, job: Job) -> Job:
+        self.job = job  # what a client going away cancels
+        self.host.submit(job)
+        return job
+
+    async def first_event(self, job: Job) -> Event | None:
+        """The job's first real event; None after answering a failure with a plain 4xx/5xx.
+        Headers wait for it: an error before any text (context overflow, a grammar llama.cpp
+        refuses) is still an ordinary error response."""
+        ev = await self.next_event(job)
+        if isinstance(ev, Failed):
+            self.send_error_json(ev.status, ev.message, code=ev.code)
+            return None
+        return ev
+
+    async def follow(self, job: Job, ev: Event) -> AsyncIterator[Event]:
+        """``ev`` and the job's next events, up to and including its Done or Failed."""
+        while True:
+            yield ev
+            if isinstance(ev, (Done, Failed)):
+                return
+            ev = await self.next_event(job)
+
+    async def collect(self, job: Job, first: Event) -> tuple[str, list[dict[str, Any]], Event]:
+        """A whole answer: (text, logprob entries, the final Done or Failed)."""
+        parts: list[str] = []
+        lps: list[dict[str, Any]] = []
+        end = first
+        async for end in self.follow(job, first):
+            if isinstance(end, Delta):
+                parts.append(end.text)
+                lps.extend(end.logprobs or ())
+        return "".join(parts), lps, end
+
     def start_sse(self) -> None:
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
@@ -81,12 +127,29 @@ class OpenAIHandler(BaseHandler):
         self.write(f"data: {json.dumps(obj, ensure_ascii=False)}\n\n")
         await self.flush()
 
+    async def send_sse_error(self, ev: Failed) -> None:
+        """A failure after the headers: reported in-band, as OpenAI does mid-stream."""
+        await self.send_sse({"error": {"message": ev.message, "type": "server_error",
+                                       "param": None, "code": ev.code or ev.status}})
+
+    async def run_sse(self, produce: Callable[[], Awaitable[None]]) -> None:
+        """An SSE response: headers, the chunks ``produce`` sends, ``[DONE]``. A client that
+        goes away stops the generation."""
+        self.start_sse()
+        try:
+            await produce()
+            self.write("data: [DONE]\n\n")
+            await self.flush()
+            self.finish()
+        except StreamClosedError:
+            if self.job is not None:
+                self.host.cancel(self.job)
+
     def on_connection_close(self) -> None:
         # Tornado calls this when the client disconnects mid-request: stop generating.
         if self.job is not None and not self.job.finished:
             self.host.cancel(self.job)
         super().on_connection_close()
-
 
     def model_object(self) -> dict[str, Any]:
         info = self.host.info
@@ -152,6 +215,14 @@ def usage_counts(usage: minicpm.Usage) -> dict[str, Any]:
     """OpenAI's three token counts."""
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+
+
+def add_usage(total: minicpm.Usage, usage: minicpm.Usage) -> None:
+    """Sum the choices of one request (the prompt is the same for each)."""
+    total.prompt_tokens = usage.prompt_tokens
+    total.completion_tokens += usage.completion_tokens
+    total.time_to_first_token = total.time_to_first_token or usage.time_to_first_token
+    total.decode_seconds += usage.decode_seconds
 
 
 def usage_body(usage: minicpm.Usage) -> dict[str, Any]:

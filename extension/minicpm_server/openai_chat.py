@@ -14,19 +14,19 @@ from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
-from tornado.iostream import StreamClosedError
 
 import minicpm
 from minicpm.grammar import check_tools, response_format_grammar
 from minicpm.prompts import Assembled
 from minicpm.tools import ToolCallStream, check_tool_choice, parse_tool_calls
 
-from .chat_request import check_messages, check_sampling
+from .chat_request import check_messages
 from .engine_host import Job
 from .errors import RequestError
 from .events import Delta, Done, Event, Failed
 from .images import ImageUpload, decode_uploads
-from .openai_api import OpenAIHandler, finish_reason, usage_body
+from .openai_api import OpenAIHandler, add_usage, finish_reason, usage_body
+from .validation import check_sampling, check_whole
 
 # OpenAI fields we accept and map; other fields (user, …) are ignored. top_k,
 # repetition_penalty and ignore_eos are the extensions vLLM and llama-server accept too.
@@ -93,23 +93,13 @@ def check_structured(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return opts, mode
 
 
-def _whole(v: Any, name: str, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise RequestError(400, f"{name} must be a whole number from {lo} to {hi}")
-    return v
-
-
 class ChatCompletionsHandler(OpenAIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
         body = self.json_body()
-        model = body.get("model")
-        if model is not None and (not isinstance(model, str) or model not in self.model_names()):
-            raise RequestError(404, f"model {model!r} is not loaded here; this server serves "
-                                    f"{self.model_id()!r} (see GET /minicpm/v1/models, or load "
-                                    "another with POST /minicpm/models/load)")
-        n = _whole(body.get("n", 1) if body.get("n") is not None else 1, "n", 1, MAX_N)
+        self.check_served(body.get("model"))
+        n = check_whole(body.get("n", 1) if body.get("n") is not None else 1, "n", 1, MAX_N)
         cfg = self.state.config
         messages, uploads = _parse_messages(body.get("messages"), cfg)
         sampling = check_sampling({SAMPLING_MAP[k]: v for k, v in body.items()
@@ -143,22 +133,14 @@ class ChatCompletionsHandler(OpenAIHandler):
             return Job(id=f"{self.completion_id}-{i}", prepare=prepare, sampling=s)
 
         self.created = int(time.time())
-        job = self._submit(make_job(0))
-        # Wait for the first real event before sending headers: an error that happens before
-        # any text (context overflow, a grammar llama.cpp refuses) is still a plain 4xx.
-        first = await self.next_event(job)
-        if isinstance(first, Failed):
-            self.send_error_json(first.status, first.message, code=first.code)
+        job = self.submit(make_job(0))
+        first = await self.first_event(job)
+        if first is None:
             return
         if stream:
-            await self._stream(job, first, n, make_job, include_usage)
+            await self.run_sse(lambda: self._stream(job, first, n, make_job, include_usage))
         else:
             await self._plain(job, first, n, make_job)
-
-    def _submit(self, job: Job) -> Job:
-        self.job = job
-        self.host.submit(job)
-        return job
 
     def _choice_end(self, text: str, usage: minicpm.Usage) -> tuple[str | None, list[Any], str]:
         """(content, tool_calls, finish_reason) of a finished choice."""
@@ -170,35 +152,26 @@ class ChatCompletionsHandler(OpenAIHandler):
         choices, total = [], minicpm.Usage()
         for i in range(n):
             if i:
-                job = self._submit(make_job(i))
+                job = self.submit(make_job(i))
                 ev = await self.next_event(job)
-            parts: list[str] = []
-            lps: list[dict[str, Any]] = []
-            while not isinstance(ev, (Done, Failed)):
-                if isinstance(ev, Delta):
-                    parts.append(ev.text)
-                    lps.extend(ev.logprobs or ())
-                ev = await self.next_event(job)
+            text, lps, ev = await self.collect(job, ev)
             if isinstance(ev, Failed):
                 self.send_error_json(ev.status, ev.message, code=ev.code)
                 return
-            content, calls, reason = self._choice_end("".join(parts), ev.usage)
+            assert isinstance(ev, Done)
+            content, calls, reason = self._choice_end(text, ev.usage)
             message: dict[str, Any] = {"role": "assistant", "content": content}
             if calls:
                 message["tool_calls"] = calls
             choices.append({"index": i, "message": message, "finish_reason": reason,
                             "logprobs": {"content": lps} if self.want_logprobs else None})
-            total.prompt_tokens = ev.usage.prompt_tokens
-            total.completion_tokens += ev.usage.completion_tokens
-            total.time_to_first_token = total.time_to_first_token or ev.usage.time_to_first_token
-            total.decode_seconds += ev.usage.decode_seconds
+            add_usage(total, ev.usage)
         self.finish({"id": self.completion_id, "object": "chat.completion",
                      "created": self.created, "model": self.model_id(), "choices": choices,
                      "usage": usage_body(total)})
 
     async def _stream(self, job: Job, ev: Event, n: int, make_job: Any,
                       include_usage: bool) -> None:
-        self.start_sse()
         model = self.model_id()
         total = minicpm.Usage()
 
@@ -210,32 +183,23 @@ class ChatCompletionsHandler(OpenAIHandler):
             return {"id": self.completion_id, "object": "chat.completion.chunk",
                     "created": self.created, "model": model, "choices": [choice]}
 
-        try:
-            for i in range(n):
-                if i:
-                    job = self._submit(make_job(i))
-                    ev = await self.next_event(job)
-                ok = await self._stream_choice(i, job, ev, chunk, total)
-                if not ok:
-                    break
-            else:
-                if include_usage:
-                    await self.send_sse({"id": self.completion_id,
-                                         "object": "chat.completion.chunk",
-                                         "created": self.created, "model": model,
-                                         "choices": [], "usage": usage_body(total)})
-            self.write("data: [DONE]\n\n")
-            await self.flush()
-            self.finish()
-        except StreamClosedError:
-            self.host.cancel(job)  # the client went away: stop generating
+        for i in range(n):
+            if i:
+                job = self.submit(make_job(i))
+                ev = await self.next_event(job)
+            if not await self._stream_choice(i, job, ev, chunk, total):
+                return
+        if include_usage:
+            await self.send_sse({"id": self.completion_id, "object": "chat.completion.chunk",
+                                 "created": self.created, "model": model, "choices": [],
+                                 "usage": usage_body(total)})
 
-    async def _stream_choice(self, i: int, job: Job, ev: Event, chunk: Any,
+    async def _stream_choice(self, i: int, job: Job, first: Event, chunk: Any,
                              total: minicpm.Usage) -> bool:
         """One choice's chunks; False after an in-band error."""
         tools = ToolCallStream() if self.tool_mode != "none" else None
         await self.send_sse(chunk(i, {"role": "assistant", "content": ""}))
-        while True:
+        async for ev in self.follow(job, first):
             match ev:
                 case Delta(text, lps):
                     for delta in self._deltas(tools, tools.feed(text) if tools else None, text):
@@ -243,10 +207,8 @@ class ChatCompletionsHandler(OpenAIHandler):
                         lps = ()  # the entries go with the first chunk of this text
                     if lps:
                         await self.send_sse(chunk(i, {}, lps=lps))
-                case Failed(status, message, code):
-                    # Headers are gone: report in-band, as OpenAI does mid-stream.
-                    await self.send_sse({"error": {"message": message, "type": "server_error",
-                                                   "param": None, "code": code or status}})
+                case Failed():
+                    await self.send_sse_error(ev)
                     return False
                 case Done(usage):
                     for delta in self._deltas(tools, tools.finish() if tools else [], ""):
@@ -255,13 +217,9 @@ class ChatCompletionsHandler(OpenAIHandler):
                     if tools is not None and tools.calls and reason == "stop":
                         reason = "tool_calls"
                     await self.send_sse(chunk(i, {}, reason))
-                    total.prompt_tokens = usage.prompt_tokens
-                    total.completion_tokens += usage.completion_tokens
-                    total.time_to_first_token = (total.time_to_first_token
-                                                 or usage.time_to_first_token)
-                    total.decode_seconds += usage.decode_seconds
+                    add_usage(total, usage)
                     return True
-            ev = await self.next_event(job)
+        return False  # not reached: follow ends with Done or Failed
 
     @staticmethod
     def _deltas(tools: ToolCallStream | None, events: Any, text: str) -> list[dict[str, Any]]:

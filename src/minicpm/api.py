@@ -10,7 +10,7 @@ from typing import Any
 
 from . import templates
 from .backends.base import Backend, EngineInfo, Usage, stream_text
-from .errors import BackendUnavailableError, ContextOverflowError
+from .errors import BackendUnavailableError, check_context, fits_context
 from .grammar import SchemaError, response_format_grammar
 from .prompts import output_reserve
 from .sampling import SamplingParams
@@ -77,9 +77,14 @@ class Generation:
         return self.text
 
     def close(self) -> None:
-        """Stop and release the engine (safe to call twice)."""
+        """Stop and release the engine. Never raises, so callers need no guard: safe to call
+        twice, after the end, after a failure, or from another thread while one iterates
+        (then the cancel flag stops it before its next token)."""
         self.cancel_event.set()
-        self._it.close()  # type: ignore[attr-defined]
+        try:
+            self._it.close()  # type: ignore[attr-defined]
+        except Exception:  # running in another thread, or the run's own cleanup failed
+            log.debug("closing a generation", exc_info=True)
 
 
 class Engine:
@@ -111,9 +116,7 @@ class Engine:
 
     def fim_tokens(self) -> Any:
         """The model's fill-in-the-middle tokens (``minicpm.completion.FimTokens``), or None."""
-        from .completion import backend_fim_tokens
-
-        return backend_fim_tokens(self.backend)
+        return self.backend.fim_tokens()
 
     def _fit_chat(self, messages: list[dict[str, str]], params: SamplingParams,
                   truncate: str, usage: Usage) -> list[int]:
@@ -129,27 +132,26 @@ class Engine:
 
         tokens = tokens_for(messages)
         full = len(tokens)
-        if full + reserve <= ctx:
+        if fits_context(full, ctx, reserve):
             return tokens
         first = 1 if messages and messages[0]["role"] == "system" else 0
         droppable = len(messages) - first - 1  # the last turn is always kept
         if truncate != "left" or droppable <= 0:
-            if truncate == "left" and full < ctx:
+            if truncate == "left" and fits_context(full, ctx):
                 return tokens  # one turn left: keep it, max_tokens is clamped to what remains
-            raise ContextOverflowError(full, ctx, reserve=reserve)
+            check_context(full, ctx, reserve)  # raises: it does not fit with its reserve
         lo, hi = 1, droppable
         best: tuple[int, list[int]] | None = None
         while lo <= hi:  # fewest dropped turns that fit (fewer turns never render longer)
             mid = (lo + hi) // 2
             t = tokens_for(messages[:first] + messages[first + mid:])
-            if len(t) + reserve <= ctx:
+            if fits_context(len(t), ctx, reserve):
                 best, hi = (mid, t), mid - 1
             else:
                 lo = mid + 1
         if best is None:  # even the last turn alone leaves no room for the reserve
             t = tokens_for(messages[:first] + messages[-1:])
-            if len(t) >= ctx:
-                raise ContextOverflowError(len(t), ctx, reserve=reserve)
+            check_context(len(t), ctx)
             best = (droppable, t)
         dropped, tokens = best
         usage.truncated_tokens = full - len(tokens)
@@ -209,9 +211,9 @@ class Engine:
                     return
                 tokens = self.backend.tokenize(prompt, add_bos=True)
                 ctx = self.info.context_length
-                if len(tokens) >= ctx:
+                if not fits_context(len(tokens), ctx):
                     if truncate != "left":
-                        raise ContextOverflowError(len(tokens), ctx, reserve=1)
+                        check_context(len(tokens), ctx)  # raises
                     keep = ctx - min(params.max_tokens, ctx // 2)
                     usage.truncated_tokens = len(tokens) - keep
                     log.warning("dropped the first %d prompt tokens to fit the context",

@@ -24,6 +24,36 @@ UNRELATED = "What is a list comprehension?"
 FOLLOW_UP = " To sum up, in one sentence:"
 
 
+def time_tokens(tokens: Any, n_new: int) -> tuple[float, float, float, int]:
+    """Run a token stream for at most ``n_new`` tokens: (start, first token, end, count), on
+    ``time.perf_counter``. Both sides of every comparison are timed by this one loop."""
+    start = time.perf_counter()
+    first, n = None, 0
+    for _tok in tokens:
+        first = first or time.perf_counter()
+        n += 1
+        if n >= n_new:
+            break
+    end = time.perf_counter()
+    return start, first or end, end, n
+
+
+def add_arguments(p: argparse.ArgumentParser, json_help: str | None = None,
+                  json_default: str | None = None) -> argparse.ArgumentParser:
+    """The options of ``minicpm bench`` and bench/llamacpp.py (one list for both)."""
+    p.add_argument("model", nargs="?", default=None)
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--synthetic", default=None, choices=["minicpm-2b", "minicpm-1b"],
+                   help="bench a random-weight MiniCPM GGUF of that shape (written once)")
+    p.add_argument("--qtype", default="q4_0", choices=["q4_0", "q8_0", "f16"])
+    p.add_argument("--json", default=json_default,
+                   help=json_help or "also write results to this JSON file")
+    return p
+
+
 def _prompt_tokens(tokenize, n: int) -> list[int]:
     toks = tokenize(FILLER * (n // 10 + 2))
     return toks[:n]
@@ -69,16 +99,8 @@ def _worker(kind: str, model: str | None, n_prompt: int, n_new: int, threads: in
         prompt = _prompt_tokens(lambda t: llm.tokenize(t.encode(), add_bos=True), n_prompt)
         # Round-trip through text like ours does, so both see the same tokens.
         prompt = llm.tokenize(llm.detokenize(prompt[1:]), add_bos=True)
-        start = time.perf_counter()
-        first = None
-        n = 0
-        for _tok in llm.generate(prompt, temp=0.0, top_k=40, top_p=0.95, min_p=0.0):
-            now = time.perf_counter()
-            first = first or now
-            n += 1
-            if n >= n_new:
-                break
-        end = time.perf_counter()
+        start, first, end, n = time_tokens(
+            llm.generate(prompt, temp=0.0, top_k=40, top_p=0.95, min_p=0.0), n_new)
         ttft = first - start
         res = {"prompt_tokens": len(prompt), "new_tokens": n, "ttft_s": ttft,
                "prefill_tps": len(prompt) / ttft, "decode_tps": (n - 1) / (end - first),

@@ -156,6 +156,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bench import add_arguments as bench_arguments  # stdlib only: cheap
+
     parser = argparse.ArgumentParser(prog="minicpm", description="MiniCPM on your own machine")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,15 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_download)
 
     b = sub.add_parser("bench", help="decode/prefill speed vs raw llama-cpp-python")
-    b.add_argument("model", nargs="?", default=None)
-    b.add_argument("--prompt-tokens", type=int, default=128)
-    b.add_argument("--new-tokens", type=int, default=128)
-    b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--synthetic", default=None, choices=["minicpm-2b", "minicpm-1b"],
-                   help="bench a random-weight MiniCPM GGUF of that shape (written once)")
-    b.add_argument("--qtype", default="q4_0", choices=["q4_0", "q8_0", "f16"])
-    b.add_argument("--json", default=None, help="also write results to this JSON file")
+    bench_arguments(b)
     b.set_defaults(func=cmd_bench)
     return parser
 

@@ -16,13 +16,13 @@ No Jupyter imports: the server builds requests from the editor's cells and calls
 
 from __future__ import annotations
 
-import ast
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from .pycode import code_part, indent_of, is_header, parses, scan
 
 MODES = ("line", "statement", "block")
 DEFAULT_BUDGET = 1024  # prompt tokens
@@ -30,7 +30,6 @@ BUDGET_STEP = 128  # the current cell's share of the budget moves in steps of th
 SUFFIX_SHARE = 4  # FIM: the text after the cursor gets at most budget / SUFFIX_SHARE tokens
 CELL_SEP = "\n\n"
 
-_CLOSERS = {"(": ")", "[": "]", "{": "}"}
 
 
 @dataclass
@@ -92,32 +91,6 @@ def fim_tokens(engine: Any) -> FimTokens | None:
     return own() if callable(own) else None
 
 
-def backend_fim_tokens(backend: Any) -> FimTokens | None:
-    """The FIM tokens of a llama.cpp model, from its GGUF tokenizer (``tokenizer.ggml.fim_*``
-    ids, or the vocabulary texts llama.cpp recognises: ``<|fim_prefix|>``, ``<PRE>``…).
-    None when the model has none or the backend cannot say (torch, remote)."""
-    own = getattr(backend, "fim_tokens", None)
-    if callable(own):
-        return own()
-    llm = getattr(backend, "llm", None)
-    if llm is None or getattr(llm, "model", None) is None:
-        return None
-    try:
-        import llama_cpp
-
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
-               llama_cpp.llama_vocab_fim_mid(vocab))
-    except (ImportError, AttributeError):  # an older llama-cpp-python without the FIM API
-        return None
-    if any(i is None or i < 0 for i in ids):
-        return None
-    texts = [llm.detokenize([i], special=True).decode("utf-8", errors="replace") for i in ids]
-    if not all(texts):
-        return None
-    return FimTokens(*texts)
-
-
 # --- prompt ----------------------------------------------------------------------------------
 
 
@@ -148,7 +121,9 @@ class TokenCounter:
 
 
 def approx_tokens(text: str) -> int:
-    """A tokenizer-free estimate (about 3.5 characters per token of code)."""
+    """ceil(len / 3.5): the project's one tokenizer-free ratio, the same as the kernel's
+    ``minicpm_magics.inspect_vars.approx_tokens`` (whose docstring gives the reason) and the
+    sidebar's ``estimateTokens``."""
     return (len(text) * 2 + 6) // 7
 
 
@@ -247,124 +222,6 @@ def _head_lines(text: str, budget: int, count: Callable[[str], int]) -> tuple[st
     return "", 0
 
 
-# --- scanning Python ---------------------------------------------------------------------------
-
-
-@dataclass
-class ScanState:
-    """Open brackets and string at the end of some Python text."""
-
-    brackets: list[str] = field(default_factory=list)
-    quote: str | None = None  # the open string's quote (', ", ''' or """)
-
-
-def scan(code: str) -> ScanState:
-    """Brackets and strings, aware of comments and escapes (enough to know whether a newline
-    ends a statement; the tokenizer would refuse incomplete code)."""
-    st = ScanState()
-    i, n = 0, len(code)
-    while i < n:
-        c = code[i]
-        if st.quote:
-            if c == "\\":
-                i += 2
-                continue
-            if code.startswith(st.quote, i):
-                i += len(st.quote)
-                st.quote = None
-                continue
-            if c == "\n" and len(st.quote) == 1:
-                st.quote = None  # an unterminated one-line string: a syntax error, move on
-            i += 1
-            continue
-        if c == "#":
-            j = code.find("\n", i)
-            i = n if j < 0 else j
-            continue
-        if c in "'\"":
-            st.quote = c * 3 if code.startswith(c * 3, i) else c
-            i += len(st.quote)
-            continue
-        if c in "([{":
-            st.brackets.append(c)
-        elif c in ")]}" and st.brackets and _CLOSERS[st.brackets[-1]] == c:
-            st.brackets.pop()
-        i += 1
-    return st
-
-
-def _code_part(line: str) -> str:
-    """A line without its comment (strings taken into account)."""
-    st = ScanState()
-    for i, c in enumerate(line):
-        if st.quote is None and c == "#":
-            return line[:i]
-        if c in "'\"" and st.quote in (None, c):
-            st.quote = None if st.quote else c
-    return line
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" \t"))
-
-
-def _is_header(line: str) -> bool:
-    return _code_part(line).rstrip().endswith(":")
-
-
-# --- parse check -----------------------------------------------------------------------------
-
-_MAGIC = re.compile(r"^(\s*)([%!].*|.*\?\??\s*)$")
-
-
-def _mask_ipython(code: str) -> str:
-    """IPython-only lines (``%magic``, ``!cmd``, ``obj?``) become ``pass`` at their indent."""
-    out = []
-    for line in code.split("\n"):
-        m = _MAGIC.match(line)
-        stripped = line.strip()
-        if m and stripped and (stripped[0] in "%!" or stripped.endswith("?")):
-            out.append(m.group(1) + "pass")
-        else:
-            out.append(line)
-    return "\n".join(out)
-
-
-def _repairs(code: str) -> Iterator[str]:
-    """``code`` and versions of it completed the way typing would go on: open strings and
-    brackets closed, an opened block given a body, a ``try`` given its ``except``."""
-    yield code
-    st = scan(code)
-    closed = code + (st.quote or "") + "".join(_CLOSERS[b] for b in reversed(st.brackets))
-    if closed != code:
-        yield closed
-    lines = [ln for ln in closed.split("\n") if ln.strip()]
-    if lines and _is_header(lines[-1]):
-        body = closed + "\n" + " " * (_indent(lines[-1]) + 4) + "pass"
-        yield body
-        closed = body
-    first = next((ln for ln in closed.split("\n") if ln.strip()), "")
-    if first.strip().startswith("try:") or "try:" in closed:
-        yield closed + "\nexcept Exception:\n    pass"
-    for tail in ("_", " _", "\n    pass"):  # an expression or a block left just opened
-        yield closed + tail
-
-
-def parses(code: str) -> bool:
-    """Does ``code`` parse as Python, or is it a valid start that typing could complete?
-    A cell magic (``%%``) is not Python: accepted as is."""
-    if code.lstrip().startswith("%%"):
-        return True
-    masked = _mask_ipython(code)
-    for candidate in _repairs(masked):
-        try:
-            ast.parse(candidate)
-            return True
-        except (SyntaxError, ValueError):
-            continue
-    return False
-
-
 # --- the suggestion --------------------------------------------------------------------------
 
 
@@ -412,7 +269,7 @@ class Suggestion:
             end = pos + len(part)  # index of this "\n" in gen
             content = content or bool(part.strip())
             if line.strip():
-                ind = _indent(line)
+                ind = indent_of(line)
                 if i > 0 and mode == "block" and (
                         (header_indent is not None and ind <= header_indent)
                         or (header_indent is None and base is not None and ind < base)):
@@ -423,8 +280,8 @@ class Suggestion:
                     return gen[:end], "line"
                 st = scan(self.req.prefix + gen[:end])
                 complete = not st.brackets and not st.quote and \
-                    not _code_part(line).rstrip().endswith("\\")
-                if complete and header_indent is None and _is_header(line):
+                    not code_part(line).rstrip().endswith("\\")
+                if complete and header_indent is None and is_header(line):
                     header_indent = ind
                     if mode == "statement":
                         mode = "block"  # a compound statement: its body is part of it

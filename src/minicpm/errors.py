@@ -33,11 +33,29 @@ class ContextOverflowError(MiniCPMError):
         self.prompt_tokens = prompt_tokens
         self.context_length = context_length
         self.reserve = reserve
-        room = f" with {reserve} tokens left to answer" if reserve else ""
+        room = (f" with {reserve} token{'s' if reserve > 1 else ''} left to answer"
+                if reserve else "")
         super().__init__(
             f"prompt is {prompt_tokens} tokens but the context holds {context_length}{room}; "
             "shorten the prompt, pass truncate='left', or load with a larger n_ctx"
         )
+
+
+def context_room(prompt_tokens: int, context_length: int, reserve: int = 1) -> int:
+    """The one context-length rule: tokens left once the prompt and ``reserve`` (room to
+    answer; at least the one token any generation needs) are in the window. Negative: the
+    prompt does not fit."""
+    return context_length - reserve - prompt_tokens
+
+
+def fits_context(prompt_tokens: int, context_length: int, reserve: int = 1) -> bool:
+    return context_room(prompt_tokens, context_length, reserve) >= 0
+
+
+def check_context(prompt_tokens: int, context_length: int, reserve: int = 1) -> None:
+    """ContextOverflowError unless the prompt plus ``reserve`` fits the window."""
+    if not fits_context(prompt_tokens, context_length, reserve):
+        raise ContextOverflowError(prompt_tokens, context_length, reserve=reserve)
 
 
 class OutOfMemoryError(MiniCPMError):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import MiniCPMError
+from .errors import MiniCPMError, context_room
 
 if TYPE_CHECKING:  # the engine imports this module: no import at run time
     from .api import Engine
@@ -251,7 +251,7 @@ def assemble(
         # The conversation without the context, rendered exactly as the model will see it:
         # one tokenization gives everything the context must share the window with.
         base = engine.count_tokens(engine.render(msgs), add_bos=True)
-        budget = ctx - reserve - base - 8  # 8: the blank lines joining context and question
+        budget = context_room(base + 8, ctx, reserve)  # 8: the lines joining context, question
         count = engine.count_tokens
     text, truncated = build_user_message(msgs[user_idx]["content"], shown, count, budget, cancel)
     msgs[user_idx]["content"] = text

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from enginehelpers import CancelAfter, load_llama
 
-from minicpm.backends.prompt_cache import PromptCache, common_prefix
+from minicpm.backends.prompt_cache import HIT_MIN_TOKENS, CacheStats, PromptCache, common_prefix
 
 pytest.importorskip("llama_cpp")
 
@@ -55,6 +55,17 @@ def test_common_prefix() -> None:
     assert common_prefix([1, 2], [1, 2, 3]) == 2
     assert common_prefix([], [1]) == 0
     assert common_prefix([5], [6]) == 0
+
+
+def test_cache_stats_keep_their_own_rules() -> None:
+    s = CacheStats()
+    s.record_request(100, HIT_MIN_TOKENS - 1, from_snapshot=False)  # reused too little: no hit
+    s.record_request(100, HIT_MIN_TOKENS, from_snapshot=True)
+    s.record_save(0.5, into_spare=True)
+    s.record_restore(0.25)
+    assert (s.requests, s.hits, s.snapshot_hits, s.prompt_tokens, s.tokens_reused) == \
+        (2, 1, 1, 200, 2 * HIT_MIN_TOKENS - 1)
+    assert (s.spare_saves, s.save_seconds, s.restores, s.restore_seconds) == (1, 0.5, 1, 0.25)
 
 
 def test_lru_within_budget_and_superseded_prefixes() -> None:

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-from jupyter_client.manager import start_new_kernel
-from kernelharness import Kernel
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["MINICPM_TRANSPORT"] = "in-process"  # never pick up a Jupyter server on this machine
-    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    env.pop("MINICPM_SERVER_URL", None)
-    return env
+from kernelharness import Kernel, kernel_env, run_kernel
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +28,8 @@ def fresh_kernel() -> Iterator[Kernel]:
 def _start(extension: str) -> Iterator[Kernel]:
     """A kernel with the magics loaded through ``extension`` (``minicpm`` delegates to
     ``minicpm_magics``; the tests use both names)."""
-    km, kc = start_new_kernel(kernel_name="python3", env=_env())
-    k = Kernel(km, kc)
-    k.ok(f"%load_ext {extension}")
-    # small, reproducible answers: the test model's text varies, its structure does not
-    k.ok("%config MiniCPMMagics.update_interval = 0.02")
-    k.ok("%config MiniCPMMagics.load_options = {\"n_ctx\": 1024, \"n_threads\": 2}")
-    try:
-        yield k
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    yield from run_kernel(
+        kernel_env(), f"%load_ext {extension}",
+        # small, reproducible answers: the test model's text varies, its structure does not
+        "%config MiniCPMMagics.update_interval = 0.02",
+        "%config MiniCPMMagics.load_options = {\"n_ctx\": 1024, \"n_threads\": 2}")

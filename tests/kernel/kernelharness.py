@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,3 +105,33 @@ def last_prompt(k: Kernel) -> dict[str, Any]:
              "if kk != 'data'} | {'has_data': 'data' in c} for c in _p.context], "
              "'sampling': _p.sampling, 'model': _p.model}))", store_history=False)
     return json.loads(r.stdout)
+
+
+def kernel_env(**extra: str) -> dict[str, str]:
+    """The test kernels' environment: the in-process engine (never a Jupyter server that
+    happens to run on this machine), inline figures, plus ``extra``."""
+    env = dict(os.environ)
+    env["MINICPM_TRANSPORT"] = "in-process"
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    env.pop("MINICPM_SERVER_URL", None)
+    env.update(extra)
+    return env
+
+
+def run_kernel(env: dict[str, str], *setup: str) -> Iterator[Kernel]:
+    """A real ipykernel with ``setup`` lines run first; shut down when the caller is done
+    (a generator for pytest fixtures: ``yield from run_kernel(...)``)."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    k = Kernel(km, kc)
+    try:
+        for line in setup:
+            k.ok(line)
+        yield k
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+running_kernel = contextmanager(run_kernel)  # the same, as ``with running_kernel(...) as k``

@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import _env
-from jupyter_client.manager import start_new_kernel
-from kernelharness import Kernel, last_prompt
+from kernelharness import Kernel, kernel_env, last_prompt, run_kernel
 
 from minicpm.catalogue import standin_path
 
@@ -20,12 +18,7 @@ if standin_path() is None:  # pragma: no cover
 @pytest.fixture()
 def bare_kernel() -> Iterator[Kernel]:
     """A kernel where nothing has been loaded yet, like a new notebook's."""
-    km, kc = start_new_kernel(kernel_name="python3", env=_env())
-    try:
-        yield Kernel(km, kc)
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    yield from run_kernel(kernel_env())
 
 
 def test_load_and_ask_with_question_mark_in_one_cell(bare_kernel: Kernel) -> None:

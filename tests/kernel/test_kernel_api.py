@@ -9,9 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import _env
-from jupyter_client.manager import start_new_kernel
-from kernelharness import TIMEOUT, Kernel
+from kernelharness import TIMEOUT, Kernel, kernel_env, running_kernel
 
 TARGET = "minicpm.variables"
 STATE = {  # evaluated silently: no names are created by these expressions
@@ -96,16 +94,10 @@ def test_silent_execute_entry_point(data_kernel: Kernel) -> None:
 
 
 def test_entry_point_without_the_extension_loaded() -> None:
-    km, kc = start_new_kernel(kernel_name="python3", env=_env())
-    k = Kernel(km, kc)
-    try:
-        k.ok("rows = [1, 2, 3]")
+    with running_kernel(kernel_env(), "rows = [1, 2, 3]") as k:
         before = state(k)
         res = k.expressions({"r": "__import__('minicpm_magics').kernel_request("
                                   "'{\"request\": \"list\"}')"})
         assert res["r"]["data"]["application/json"] == {"variables": [
             {"name": "rows", "type": "list", "summary": "list, 3 items of int = [1, 2, 3]"}]}
         assert state(k) == before
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)

@@ -3,12 +3,10 @@ cell, the kernel keeps its state, and the next question is answered by a fresh w
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-from jupyter_client.manager import start_new_kernel
-from kernelharness import Kernel
+from kernelharness import Kernel, kernel_env, run_kernel
 
 from minicpm.catalogue import standin_path
 
@@ -20,19 +18,10 @@ MARKER = "ABORT-NOW-k41"
 
 @pytest.fixture(scope="module")
 def kernel() -> Iterator[Kernel]:
-    env = dict(os.environ)
-    env["MINICPM_TRANSPORT"] = "in-process"
-    env.pop("MINICPM_SERVER_URL", None)
-    env["MINICPM_WORKER_TEST_ABORT"] = MARKER  # test-only native-abort hook of the worker
-    km, kc = start_new_kernel(kernel_name="python3", env=env)
-    k = Kernel(km, kc)
-    k.ok("%load_ext minicpm_magics")
-    k.ok("%config MiniCPMMagics.load_options = {\"n_ctx\": 512, \"n_threads\": 2}")
-    try:
-        yield k
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    # MINICPM_WORKER_TEST_ABORT: the worker's test-only native-abort hook
+    yield from run_kernel(kernel_env(MINICPM_WORKER_TEST_ABORT=MARKER),
+                          "%load_ext minicpm_magics",
+                          "%config MiniCPMMagics.load_options = {'n_ctx': 512, 'n_threads': 2}")
 
 
 def output(r) -> str:

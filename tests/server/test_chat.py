@@ -43,15 +43,18 @@ async def test_ws_stream(jp_ws_fetch: Any, ready: Any, chat: Any) -> None:
     ws.close()
 
 
+async def start_counting(ws: Any, rid: str) -> None:
+    """A long answer (up to 400 tokens) started on ``ws``: returns at its first delta."""
+    await ws.write_message(json.dumps({
+        "type": "chat", "id": rid, "messages": [{"role": "user", "content": "Count to 500."}],
+        "sampling": {"max_tokens": 400, "temperature": 0}}))
+    while json.loads(await ws.read_message())["type"] != "delta":
+        pass
+
+
 async def test_ws_stop_frame_cancels(jp_ws_fetch: Any, ready: Any, collect: Any) -> None:
     ws = await jp_ws_fetch("minicpm", "chat")
-    await ws.write_message(json.dumps({
-        "type": "chat", "id": "long", "messages": [{"role": "user", "content": "Count to 500."}],
-        "sampling": {"max_tokens": 400, "temperature": 0}}))
-    while True:
-        f = json.loads(await ws.read_message())
-        if f["type"] == "delta":
-            break
+    await start_counting(ws, "long")
     await ws.write_message(json.dumps({"type": "stop", "id": "long"}))
     frames = await collect(ws, "long")
     done = frames[-1]
@@ -62,11 +65,7 @@ async def test_ws_stop_frame_cancels(jp_ws_fetch: Any, ready: Any, collect: Any)
 
 async def test_disconnect_stops_generation(jp_ws_fetch: Any, ready: Any, host: Any) -> None:
     ws = await jp_ws_fetch("minicpm", "chat")
-    await ws.write_message(json.dumps({
-        "type": "chat", "id": "gone", "messages": [{"role": "user", "content": "Count to 500."}],
-        "sampling": {"max_tokens": 400, "temperature": 0}}))
-    while json.loads(await ws.read_message())["type"] != "delta":
-        pass
+    await start_counting(ws, "gone")
     tokens_before = host.generated_tokens
     ws.close()
     # The request ends either way (at the latest after its 400 tokens): what shows that the

@@ -102,24 +102,27 @@ def test_two_servers_sharing_a_folder_never_race(tmp_path: Path) -> None:
     folder = tmp_path / "chats"
     ChatStore(folder).save("c0", "first", [])
     script = textwrap.dedent(f"""
-        import os, sys, time
+        import os, sys
         from minicpm_server.chats import ChatStore
         real = os.replace
-        def slow(src, dst):
+        def held(src, dst):
             print("writing", flush=True)
-            time.sleep(1.5)  # the window in which B starts
+            sys.stdin.readline()  # held mid-write until the test says B is done
             real(src, dst)
-        os.replace = slow
+        os.replace = held
         ChatStore({str(folder)!r}).save("c1", "from A", [{{"role": "user", "content": "hi"}}])
         print("saved", flush=True)
     """)
-    a = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert a.stdout is not None
+    a = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    assert a.stdout is not None and a.stdin is not None
     assert a.stdout.readline().strip() == "writing"
     tmp = [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
     assert tmp, "A should be mid-write"
     assert ChatStore(folder).cleanup() == 0  # B: A holds the folder lock, nothing removed
     assert tmp[0].exists()
+    a.stdin.write("go\n")  # B is done: let A finish its write
+    a.stdin.flush()
     assert a.stdout.readline().strip() == "saved"
     assert a.wait(10) == 0
     assert ChatStore(folder).get("c1")["title"] == "from A"

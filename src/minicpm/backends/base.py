@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import templates
-from ..errors import ContextOverflowError, ImageError
+from ..errors import ImageError, check_context
 from ..sampling import SamplingParams, StopMatcher
 
 
@@ -133,6 +133,11 @@ class Backend(ABC):
     ) -> Iterator[str] | None:
         return None
 
+    def fim_tokens(self) -> Any:
+        """The model's fill-in-the-middle tokens (``minicpm.completion.FimTokens``); None
+        when it has none or the backend cannot say (torch, remote)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model's memory."""
 
@@ -153,8 +158,7 @@ def stream_text(
     A backend may yield (id, bytes, logprob entry): entries go to ``logprobs_out`` before the
     text that holds their token is yielded."""
     ctx = backend.info.context_length
-    if len(prompt_tokens) >= ctx:
-        raise ContextOverflowError(len(prompt_tokens), ctx, reserve=1)
+    check_context(len(prompt_tokens), ctx)
     usage.prompt_tokens = len(prompt_tokens)
     budget = min(params.max_tokens, ctx - len(prompt_tokens))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

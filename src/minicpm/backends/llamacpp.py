@@ -12,13 +12,14 @@ from typing import Any
 from .. import templates
 from ..catalogue import STANDIN_HINT, ResolvedModel
 from ..cpu_share import ThreadTuner, physical_cores
-from ..errors import MiniCPMError, ModelFileError
+from ..errors import MiniCPMError, ModelFileError, check_context
 from ..gguf_check import read_gguf
 from ..sampling import SamplingParams
 from ..speculative import DraftLength, NGramDrafter, SpecStats, verify
 from .base import Backend, EngineInfo, Usage
 from .llamacpp_grammar import make_sampler
 from .llamacpp_kv import KVSession
+from .llamacpp_vocab import FimTokens, read_fim_tokens
 from .prompt_cache import PromptCache
 
 log = logging.getLogger("minicpm.llamacpp")
@@ -116,8 +117,7 @@ class LlamaCppBackend(Backend):
             kv_type = str(LOW_MEMORY["kv_type"])
         kv = self._choose_kv_type(kv_type, ctx, summary)
         type_k, type_v = split_kv_type(kv)
-        if speculative is True or speculative is False:
-            speculative = "on" if speculative else "off"
+        speculative = {True: "on", False: "off"}.get(speculative, speculative)  # bool → mode
         if speculative not in SPECULATIVE_MODES:
             raise ValueError(f"speculative must be one of {SPECULATIVE_MODES}")
         # llama.cpp stores a quantized V cache only with flash attention.
@@ -148,7 +148,7 @@ class LlamaCppBackend(Backend):
         self.draft_max = int(draft_max)
         self.spec_stats = SpecStats()
         self._lib = llama_cpp
-        self._vocab = self.llm._model.vocab
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)  # llama.cpp's C API
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self.chat_template = templates.choose_template(summary.architecture, summary.chat_template)
@@ -212,6 +212,12 @@ class LlamaCppBackend(Backend):
             piece = self._piece_buf.raw[:max(n, 0)]
             self._pieces[key] = piece
         return piece
+
+    def vocab(self) -> Any:  # the llama_vocab pointer, for the grammar sampler
+        return self._vocab
+
+    def fim_tokens(self) -> FimTokens | None:
+        return read_fim_tokens(self._lib, self._vocab, self._piece)
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         # special=True: the template's turn markers (<用户>, <|im_start|>) are real tokens.
@@ -301,8 +307,7 @@ class LlamaCppBackend(Backend):
 
     def _generate_tokens(self, prompt_tokens: list[int], params: SamplingParams,
                          cancel: threading.Event) -> Iterator[tuple[int, bytes]]:
-        if len(prompt_tokens) >= self.llm.n_ctx():
-            raise MiniCPMError("prompt does not fit the context")  # stream_text checks first
+        check_context(len(prompt_tokens), self.llm.n_ctx())  # stream_text checks first
         seed = params.seed if params.seed is not None else random.randrange(2**31)
         # Our sampler, with a grammar and log-probabilities when asked (llamacpp_grammar.py).
         sample = make_sampler(self, params, seed, len(prompt_tokens))

@@ -199,7 +199,7 @@ def make_sampler(backend: Any, params: Any, seed: int, prompt_len: int) -> Const
     """The sampler for one generation of a ``LlamaCppBackend``."""
     grammar = None
     if params.grammar:
-        grammar = Grammar(backend._lib, backend._vocab, backend.llm.n_vocab(), params.grammar,
+        grammar = Grammar(backend._lib, backend.vocab(), backend.llm.n_vocab(), params.grammar,
                           params.grammar_triggers)
     stats = backend.__dict__.setdefault("grammar_stats", GrammarStats())
     return ConstrainedSampler(TokenSampler(params, seed, prompt_len), grammar,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import check_context
 from .prompt_cache import PromptCache, common_prefix
 
 # Restoring a snapshot costs a memory copy of all of it: take it only when it saves this many
@@ -97,8 +98,7 @@ class KVSession:
         between chunks). Returns the last token's logits, or one row per token with
         ``all_logits`` (speculative verification); None if cancelled first."""
         llm, b = self.llm, self._batch
-        if llm.n_tokens + len(tokens) > self.n_ctx:
-            raise RuntimeError("the KV cache would overflow the context")
+        check_context(llm.n_tokens + len(tokens), self.n_ctx, reserve=0)  # never overflow the KV
         rows: np.ndarray | None = None
         for start in range(0, len(tokens), self.n_batch):
             if cancel is not None and cancel.is_set():

@@ -42,12 +42,18 @@ class Snapshot:
     saved_at: float = field(default_factory=time.monotonic)
 
 
+# A request reusing at least this many prompt tokens counts as a hit (as many as a snapshot
+# restore must gain to be worth it: llamacpp_kv.MIN_RESTORE_GAIN).
+HIT_MIN_TOKENS = 16
+
+
 @dataclass
 class CacheStats:
-    """Counters shown by /minicpm/status and `minicpm bench`."""
+    """Counters shown by /minicpm/status and `minicpm bench`. Read them anywhere; update them
+    with the methods below (the backend reports what it did; the rules live here)."""
 
     requests: int = 0
-    hits: int = 0  # requests that reused at least min_tokens (live sequence or snapshot)
+    hits: int = 0  # requests that reused at least HIT_MIN_TOKENS (live sequence or snapshot)
     snapshot_hits: int = 0  # ... of which by restoring a snapshot
     prompt_tokens: int = 0
     tokens_reused: int = 0  # prompt tokens not prefilled thanks to the cache
@@ -57,6 +63,27 @@ class CacheStats:
     evictions: int = 0
     save_seconds: float = 0.0
     restore_seconds: float = 0.0
+
+    def record_request(self, prompt_tokens: int, reused: int, from_snapshot: bool) -> None:
+        """One prompt made ready: ``reused`` of its tokens were not prefilled."""
+        self.requests += 1
+        self.prompt_tokens += prompt_tokens
+        self.tokens_reused += reused
+        if reused >= HIT_MIN_TOKENS:
+            self.hits += 1
+        if from_snapshot:
+            self.snapshot_hits += 1
+
+    def record_save(self, seconds: float, into_spare: bool = False) -> None:
+        """The time of a save (``PromptCache.put`` counts it); ``into_spare``: into a buffer
+        touched ahead."""
+        self.save_seconds += seconds
+        if into_spare:
+            self.spare_saves += 1
+
+    def record_restore(self, seconds: float) -> None:
+        self.restores += 1
+        self.restore_seconds += seconds
 
 
 class PromptCache:
@@ -110,10 +137,10 @@ class PromptCache:
         return any(len(s.tokens) >= n and common_prefix(s.tokens, tokens) == n
                    for s in self.snapshots())
 
-    def worth_saving(self, tokens: Sequence[int], nbytes: int | None = None) -> bool:
+    def worth_saving(self, tokens: Sequence[int]) -> bool:
+        """Long enough and not held yet (whether it fits, ``put`` says: its size is only known
+        to the backend, after this question)."""
         if not self.enabled or len(tokens) < self.min_tokens:
-            return False
-        if nbytes is not None and nbytes > self.budget_bytes:
             return False
         return not self.covers(tokens)
 

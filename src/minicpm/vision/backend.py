@@ -23,7 +23,7 @@ from .. import templates
 from ..backends.base import EngineInfo, Usage, stream_text
 from ..backends.torch_engine import DEFAULT_N_CTX, TorchBackendBase
 from ..catalogue import ResolvedModel
-from ..errors import ContextOverflowError, ImageError
+from ..errors import ImageError, check_context
 from ..prompts import output_reserve
 from ..sampling import SamplingParams
 from . import slicing
@@ -125,8 +125,7 @@ class TorchVisionBackend(TorchBackendBase):
         ids, prefill = self.prepare(messages, images)
         ctx = self.info.context_length
         reserve = output_reserve(ctx, params.max_tokens)
-        if len(ids) + reserve > ctx:
-            raise ContextOverflowError(len(ids), ctx, reserve=reserve)
+        check_context(len(ids), ctx, reserve)
         return stream_text(_ImageTurn(self, prefill), ids, params, cancel, usage,  # type: ignore[arg-type]
                            templates.stop_strings(self.chat_template), lstrip=True)
 
