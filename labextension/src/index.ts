@@ -17,6 +17,7 @@ import { ChatPanel, IMiniCPMSettings } from './panel';
 import { PROMPTS, parseDataUrl } from './context';
 import type { IContextPart } from './protocol';
 import { addExplainDataFrame } from './dataframe';
+import { watchPreread } from './sidebar/preread';
 
 const PLUGIN_ID = 'jupyter-minicpm:plugin';
 
@@ -63,6 +64,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.shell.add(panel, 'right', { rank: 600 });
     restorer?.add(panel, 'minicpm-chat');
     tracker.currentChanged.connect(() => panel.refreshContext());
+    watchPreread({ panel, tracker, request: (path, method, body) => client.request(path, method, body) });
 
     let started = false;
     const startOnce = () => {
