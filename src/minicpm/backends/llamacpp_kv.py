@@ -140,6 +140,8 @@ class KVSession:
             if rc != 0:
                 # Whatever this chunk wrote is not trusted: drop it, keep what came before.
                 self._lib.llama_memory_seq_rm(self._mem(), 0, llm.n_tokens, -1)
+                if rc == 2:  # stopped by the abort callback (a pre-read giving way)
+                    return None
                 raise RuntimeError(f"llama_decode returned {rc}")
             llm.input_ids[llm.n_tokens:llm.n_tokens + len(chunk)] = chunk
             llm.n_tokens += len(chunk)
@@ -303,7 +305,8 @@ class KVSession:
                 yield_to: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Make the KV hold ``tokens`` (a prompt prefix: nothing is sampled), ``chunk_tokens``
         at a time; ``cancel`` and ``yield_to()`` (a real request wants the engine) are checked
-        before every chunk, so a request waits at most one chunk. What was read stays live
+        before every chunk and, through llama.cpp's abort callback, before every graph node
+        inside one, so a request waits for one operation, not a chunk. What was read stays live
         (and is saved into the cache by the next request that diverges from it)."""
         t0 = time.perf_counter()
         if len(tokens) >= self.n_ctx:
@@ -312,13 +315,25 @@ class KVSession:
         m, source = self._resume(tokens, keep_last=False)
         done, stopped = m, False
         step = max(1, int(chunk_tokens))
-        while done < len(tokens):
-            if cancel.is_set() or (yield_to is not None and yield_to()):
-                stopped = True
-                break
-            chunk = list(tokens[done:done + step])
-            self.decode(chunk)
-            done += len(chunk)
+
+        def stop(_data: Any = None) -> bool:
+            return cancel.is_set() or (yield_to is not None and bool(yield_to()))
+
+        # llama.cpp asks this before every graph node: a chunk is given up mid-way (~ms), not
+        # finished (a 64-token chunk of MiniCPM-2B takes seconds on a busy 2-core laptop).
+        # Only while pre-reading: a Python call per node would slow every decode step.
+        abort = self._lib.ggml_abort_callback(stop)
+        self._lib.llama_set_abort_callback(self.llm.ctx, abort, None)
+        try:
+            while done < len(tokens):
+                chunk = list(tokens[done:done + step])
+                if stop() or self.decode(chunk) is None:
+                    stopped = True
+                    break
+                done += len(chunk)
+        finally:
+            self._lib.llama_set_abort_callback(self.llm.ctx, self._lib.ggml_abort_callback(),
+                                               None)
         return {"prompt_tokens": len(tokens), "reused": m, "source": source,
                 "prefilled": done - m, "cancelled": stopped,
                 "seconds": round(time.perf_counter() - t0, 4)}
