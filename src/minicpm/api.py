@@ -91,6 +91,7 @@ class Engine:
         self.defaults = defaults or SamplingParams()
         self._lock = threading.Lock()
         self._wanted = 0  # chat/complete calls waiting for the lock: a running prefill yields
+        self._wanted_lock = threading.Lock()  # += from several threads is not atomic
 
     @property
     def info(self) -> EngineInfo:
@@ -226,13 +227,15 @@ class Engine:
 
     @contextmanager
     def _turn(self) -> Iterator[None]:
-        """The engine's lock for a generation; while it waits, a running ``prefill`` stops at
-        its next chunk (a pre-read never holds up a real request for longer)."""
-        self._wanted += 1
+        """The engine's lock for a generation; while it waits, a running ``prefill`` gives way
+        (llama.cpp: within one graph operation), so a pre-read never holds up a request."""
+        with self._wanted_lock:
+            self._wanted += 1
         try:
             self._lock.acquire()
         finally:
-            self._wanted -= 1
+            with self._wanted_lock:
+                self._wanted -= 1
         try:
             yield
         finally:
@@ -247,8 +250,8 @@ class Engine:
         or messages (rendered as ``chat`` would). ``continues``: the real prompt goes on after
         this text, so its last token (which may merge with what follows) is not read.
 
-        Stops before the next ``chunk_tokens`` chunk once ``cancel`` is set or a chat /
-        complete call waits for the engine. Returns {"supported", "prompt_tokens", "reused",
+        Stops once ``cancel`` is set or a chat / complete call waits for the engine: between
+        ``chunk_tokens`` chunks, and on llama.cpp inside a chunk too (its abort callback). Returns {"supported", "prompt_tokens", "reused",
         "prefilled", "cancelled", "seconds"}; {"supported": False, "reason"} for backends
         without a prompt cache of their own (torch, remote)."""
         fn = getattr(self.backend, "prefill_tokens", None)
