@@ -7,7 +7,7 @@ import type { IChatRequest, IChatSummary, IModels, ISavedChat, IStatus } from '.
 import { ChatSocket } from './chatsocket';
 import { ApiError, IChatStream, IConnectionSettings, IStreamHandlers, MakeRequest, joinUrl } from './connection';
 
-export { ApiError, chatSocketUrl, joinUrl } from './connection';
+export { ApiError, joinUrl } from './connection';
 export type { IChatStream, IConnectionSettings, IStreamHandlers, MakeRequest } from './connection';
 
 export class MiniCPMClient {

@@ -1,9 +1,10 @@
 /**
  * The chat WebSocket (`/minicpm/chat`): one socket for every request of the page, frames routed
- * by request id (docs/protocol.md). The socket class is injectable, so jest drives it with fakes.
+ * by request id (docs/protocol.md). The socket itself (opening, reopening, parsing) is socket.ts's.
  */
 import type { IChatRequest, IDone, ServerFrame } from './protocol';
-import { ApiError, IChatStream, IConnectionSettings, IStreamHandlers, chatSocketUrl } from './connection';
+import { ApiError, IChatStream, IConnectionSettings, IStreamHandlers } from './connection';
+import { ServerSocket } from './socket';
 
 interface IPending {
   handlers: IStreamHandlers;
@@ -18,62 +19,24 @@ function newId(): string {
 }
 
 export class ChatSocket {
-  constructor(private settings: IConnectionSettings) {}
-
-  private socket: WebSocket | null = null;
-  private opening: Promise<WebSocket> | null = null;
+  private socket: ServerSocket;
   private pending = new Map<string, IPending>();
 
-  private connect(): Promise<WebSocket> {
-    if (this.socket && this.socket.readyState === 1) {
-      return Promise.resolve(this.socket);
-    }
-    if (this.opening) {
-      return this.opening;
-    }
-    const Ctor = this.settings.WebSocket || (globalThis as any).WebSocket;
-    this.opening = new Promise<WebSocket>((resolve, reject) => {
-      const ws: WebSocket = new Ctor(chatSocketUrl(this.settings));
-      let opened = false;
-      ws.onopen = () => {
-        opened = true;
-        this.socket = ws;
-        this.opening = null;
-        resolve(ws);
-      };
-      ws.onmessage = (ev: MessageEvent) => this.onFrame(ev.data);
-      ws.onerror = () => {
-        if (!opened) {
-          this.opening = null;
-          reject(new ApiError('cannot open the MiniCPM chat socket', 0));
-        }
-      };
-      ws.onclose = () => {
-        this.opening = null;
-        if (this.socket === ws) {
-          this.socket = null;
-        }
-        if (!opened) {
-          reject(new ApiError('the MiniCPM chat socket closed', 0));
-        }
+  constructor(settings: IConnectionSettings) {
+    this.socket = new ServerSocket(settings, 'minicpm/chat', 'chat', {
+      frame: f => this.onFrame(f as ServerFrame),
+      closed: () => {
         // The server cancels a closed socket's requests: fail what was still running.
         const err = new ApiError('the connection to the MiniCPM server closed', 0);
         for (const p of this.pending.values()) {
           p.reject(err);
         }
         this.pending.clear();
-      };
+      }
     });
-    return this.opening;
   }
 
-  private onFrame(raw: unknown): void {
-    let frame: ServerFrame;
-    try {
-      frame = JSON.parse(String(raw));
-    } catch {
-      return;
-    }
+  private onFrame(frame: ServerFrame): void {
     const id = frame.id === null || frame.id === undefined ? '' : String(frame.id);
     const p = this.pending.get(id);
     if (!p) {
@@ -117,7 +80,7 @@ export class ChatSocket {
     let sock: WebSocket | null = null;
     const done = new Promise<IDone>((resolve, reject) => {
       this.pending.set(id, { handlers, resolve, reject });
-      this.connect().then(
+      this.socket.open().then(
         ws => {
           sock = ws;
           if (stopped) {
@@ -148,6 +111,7 @@ export class ChatSocket {
       done,
       stop: () => {
         stopped = true;
+        // only on the socket the request went out on: a reopened one never heard of it
         if (sock && sock.readyState === 1) {
           sock.send(JSON.stringify({ type: 'stop', id }));
         }
@@ -156,8 +120,7 @@ export class ChatSocket {
   }
 
   dispose(): void {
-    this.socket?.close();
-    this.socket = null;
+    this.socket.dispose();
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * What the API client and the chat socket share: connection settings, URL helpers, the error
+ * What the API client and the sockets (socket.ts) share: connection settings, URL helpers, the error
  * type and the stream interfaces. No runtime imports (jest runs it under node).
  */
 import type { IDone } from './protocol';
@@ -37,16 +37,6 @@ export function joinUrl(...parts: string[]): string {
     out.push(s);
   });
   return out.join('/');
-}
-
-/** The chat socket's URL: wsUrl + minicpm/chat, the token as query parameter the way
- * JupyterLab's own sockets carry it. */
-export function chatSocketUrl(settings: IConnectionSettings): string {
-  let url = joinUrl(settings.wsUrl, 'minicpm/chat');
-  if (settings.appendToken && settings.token) {
-    url += `?token=${encodeURIComponent(settings.token)}`;
-  }
-  return url;
 }
 
 export class ApiError extends Error {

@@ -4,19 +4,20 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette, Notification } from '@jupyterlab/apputils';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { CodeCell } from '@jupyterlab/cells';
+import { INotebookTracker } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ServerConnection } from '@jupyterlab/services';
-import { LabIcon, bugIcon } from '@jupyterlab/ui-components';
+import { LabIcon } from '@jupyterlab/ui-components';
 import { MiniCPMClient } from './api';
-import completerPlugin from './completer';
+import completerPlugin from './completion/completer';
 import { NotebookBridge } from './notebook';
 import { ChatPanel, IMiniCPMSettings } from './panel';
-import { PROMPTS, parseDataUrl } from './context';
-import type { IContextPart } from './protocol';
+import { PROMPTS } from './context';
 import { addExplainDataFrame } from './dataframe';
+import { EXPLAIN_IMAGE, addExplainImage } from './explainimage';
+import { addFixButtons } from './fixbuttons';
+import type { Ask } from './outputaction';
 import { watchPreread } from './sidebar/preread';
 
 const PLUGIN_ID = 'jupyter-minicpm:plugin';
@@ -27,7 +28,7 @@ export namespace CommandIDs {
   export const newChat = 'minicpm:new-chat';
   export const explainCell = 'minicpm:explain-cell';
   export const fixError = 'minicpm:fix-error';
-  export const explainImage = 'minicpm:explain-image';
+  export const explainImage = EXPLAIN_IMAGE;
   export const attachCell = 'minicpm:attach-cell';
 }
 
@@ -36,8 +37,6 @@ const chatIcon = new LabIcon({
   svgstr:
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16"><path class="jp-icon3" fill="#616161" d="M4 4h16a2 2 0 0 1 2 2v9a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0-3 1.5 1.5 0 0 0 0 3zm5 0a1.5 1.5 0 1 0 0-3 1.5 1.5 0 0 0 0 3zm5 0a1.5 1.5 0 1 0 0-3 1.5 1.5 0 0 0 0 3z"/></svg>'
 });
-
-const IMAGE_SELECTOR = '.jp-RenderedImage, .jp-RenderedSVG';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
@@ -93,7 +92,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     /** Attach `parts` and put `prompt` up for review (or send it: `sendActionsAtOnce`). */
-    const ask = async (parts: IContextPart[], prompt: string, what: string, cellIndex?: number) => {
+    const ask: Ask = async (parts, prompt, what, cellIndex) => {
       if (!parts.length) {
         Notification.warning(`MiniCPM: ${what}`, { autoClose: 3000 });
         return;
@@ -102,7 +101,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (panel.busy && panel.settings.sendActionsAtOnce) {
         Notification.info('MiniCPM is still answering; stop it first.', { autoClose: 3000 });
       }
-      await panel.prepare(parts, prompt, cellIndex);
+      await panel.attachAndAsk(parts, prompt, cellIndex);
     };
 
     /** A cell index from a context-menu click, else the active cell. */
@@ -172,35 +171,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     addExplainDataFrame(app, panel, notebooks, ask, cellIndexFromEvent);
-    app.commands.addCommand(CommandIDs.explainImage, {
-      label: 'MiniCPM: Explain image',
-      caption: 'Send an image output to MiniCPM',
-      isEnabled: () => !!tracker.currentWidget,
-      execute: () => {
-        const hit = app.contextMenuHitTest(n => n.matches(IMAGE_SELECTOR));
-        let parts: IContextPart[] = [];
-        if (hit) {
-          parts = imageFromNode(hit, notebooks);
-        }
-        const index = hit ? notebooks.indexOfNode(hit) : cellIndexFromEvent();
-        if (!parts.length) {
-          parts = notebooks.imageContext(index);
-        }
-        if (parts.length) {
-          parts = [...notebooks.codeContext(index), ...parts]; // the code that drew it, too
-        }
-        return ask(parts, PROMPTS.explainImage, 'no image output in this cell');
-      }
-    });
+    addExplainImage(app, notebooks, ask, cellIndexFromEvent);
 
     app.contextMenu.addItem({ type: 'separator', selector: '.jp-Notebook .jp-Cell', rank: 20 });
     app.contextMenu.addItem({ command: CommandIDs.explainCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
     app.contextMenu.addItem({ command: CommandIDs.fixError, selector: '.jp-Notebook .jp-Cell', rank: 20 });
     app.contextMenu.addItem({ command: CommandIDs.attachCell, selector: '.jp-Notebook .jp-Cell', rank: 20 });
-    // lumino context-menu selectors take no commas: one item per image renderer
-    for (const sel of IMAGE_SELECTOR.split(', ')) {
-      app.contextMenu.addItem({ command: CommandIDs.explainImage, selector: `.jp-Notebook ${sel}`, rank: 0 });
-    }
 
     if (palette) {
       const category = 'MiniCPM';
@@ -217,83 +193,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     // A "Fix error" button on error outputs.
-    tracker.widgetAdded.connect((_, nb) => watchErrors(nb, app));
-    tracker.forEach(nb => watchErrors(nb, app));
+    const fix = (cellIndex: number) => void app.commands.execute(CommandIDs.fixError, { cellIndex });
+    tracker.widgetAdded.connect((_, nb) => addFixButtons(nb, fix));
+    tracker.forEach(nb => addFixButtons(nb, fix));
   }
 };
-
-/** The image under a context-menu click → an image part (svg as text). */
-function imageFromNode(node: HTMLElement, notebooks: NotebookBridge): IContextPart[] {
-  const index = notebooks.indexOfNode(node);
-  const cellLabel = index >= 0 ? `cell #${index + 1}` : 'output';
-  const img = node.querySelector('img');
-  if (img && img.src) {
-    const parsed = parseDataUrl(img.src);
-    if (parsed) {
-      if (parsed.mime === 'image/svg+xml') {
-        const svg = atob(parsed.data);
-        return [{ kind: 'text', label: `figure of ${cellLabel} (SVG source)`, text: svg.slice(0, 6000) }];
-      }
-      // use the cell's numbering when we can (cell [n])
-      const fromCell = index >= 0 ? notebooks.imageContext(index).find(p => p.data === parsed.data) : undefined;
-      return [fromCell || { kind: 'image', label: `figure of ${cellLabel}`, mime: parsed.mime, data: parsed.data }];
-    }
-  }
-  const svg = node.querySelector('svg');
-  if (svg) {
-    return [{ kind: 'text', label: `figure of ${cellLabel} (SVG source)`, text: svg.outerHTML.slice(0, 6000) }];
-  }
-  return [];
-}
-
-/** Add a "Fix error" button under each error output of a notebook, as outputs change. */
-function watchErrors(nb: NotebookPanel, app: JupyterFrontEnd): void {
-  let scheduled = 0;
-  const scan = () => {
-    scheduled = 0;
-    nb.content.widgets.forEach((cell, index) => {
-      // no instanceof: compare by model type (robust to duplicated modules)
-      if (cell.model.type !== 'code') {
-        return;
-      }
-      const codeCell = cell as CodeCell;
-      const outputs = codeCell.model.outputs;
-      const children = codeCell.outputArea.node.querySelectorAll(':scope > .jp-OutputArea-child');
-      children.forEach((child, i) => {
-        const isError = i < outputs.length && outputs.get(i).type === 'error';
-        const existing = child.querySelector('.jp-MiniCPM-fixButton');
-        if (isError && !existing) {
-          const b = document.createElement('button');
-          b.className = 'jp-MiniCPM-fixButton jp-Button jp-mod-styled jp-mod-small';
-          b.type = 'button';
-          b.append(bugIcon.element({ tag: 'span', className: 'jp-MiniCPM-icon' }), 'Fix error with MiniCPM');
-          b.setAttribute('aria-label', 'Fix this error with MiniCPM');
-          b.dataset.testid = 'minicpm-fix-error';
-          b.onclick = ev => {
-            ev.preventDefault();
-            ev.stopPropagation();
-            const idx = nb.content.widgets.indexOf(cell);
-            nb.content.activeCellIndex = idx;
-            void app.commands.execute(CommandIDs.fixError, { cellIndex: idx });
-          };
-          // inside the error output, below the traceback (never over its header line)
-          const host = child.querySelector('.jp-OutputArea-output') || child;
-          host.classList.add('jp-MiniCPM-hasFix');
-          host.append(b);
-        } else if (!isError && existing) {
-          existing.remove();
-        }
-      });
-      void index;
-    });
-  };
-  const observer = new MutationObserver(() => {
-    if (!scheduled) {
-      scheduled = window.setTimeout(scan, 250);
-    }
-  });
-  observer.observe(nb.content.node, { childList: true, subtree: true });
-  nb.disposed.connect(() => observer.disconnect());
-}
 
 export default [plugin, completerPlugin];

@@ -13,13 +13,13 @@ import { ContextBar } from './sidebar/contextbar';
 import { StatusHeader } from './sidebar/header';
 import { HistoryList, lastChatId } from './sidebar/history';
 import { InputBox } from './sidebar/inputbox';
-import type { IUndoable } from './sidebar/markdown';
 import { MessageView } from './sidebar/messages';
+import { replaceWithUndo } from './sidebar/replacecell';
 import { ChatSession } from './sidebar/session';
 import { DEFAULT_SETTINGS, IMiniCPMSettings } from './sidebar/settings';
+import { StatusPoller } from './sidebar/statuspoll';
 import { VariablesController } from './sidebar/variablesctl';
 import { AgentController } from './agent/controller';
-import { confirmReplace } from './agent/replacediff';
 
 export { DEFAULT_SETTINGS, IMiniCPMSettings };
 
@@ -27,15 +27,15 @@ export class ChatPanel extends Widget {
   settings: IMiniCPMSettings = { ...DEFAULT_SETTINGS };
   readonly session: ChatSession;
   private status: IStatus | null = null;
-  private pollTimer: ReturnType<typeof setTimeout> | undefined;
+  private poller: StatusPoller;
   private header: StatusHeader;
   private history: HistoryList;
   private messages: MessageView;
   readonly contextBar: ContextBar; // public: the pre-read reads what Send would attach
   private inputBox: InputBox;
-  /** kernel variables: @mentions, automatic variables, DataFrames (issue 12) */
+  /** kernel variables: @mentions, automatic variables, DataFrames */
   readonly variables: VariablesController;
-  readonly agent: AgentController; // Agent mode (issue 22): proposals the user accepts
+  readonly agent: AgentController; // Agent mode: the model proposes notebook edits, the user accepts each
 
   constructor(
     private client: MiniCPMClient,
@@ -49,6 +49,7 @@ export class ChatPanel extends Widget {
     this.node.setAttribute('role', 'region');
     this.node.setAttribute('aria-label', 'MiniCPM chat');
     this.session = new ChatSession(client);
+    this.poller = new StatusPoller(() => client.status(), st => this.showStatus(st), e => this.header.showError(e));
 
     this.header = new StatusHeader({
       newChat: () => this.newChat(),
@@ -62,7 +63,7 @@ export class ChatPanel extends Widget {
         Notification.success('Code copied', { autoClose: 1500 });
       },
       insertBelow: code => this.notebooks.insertBelow(code),
-      replace: (code, index) => this.replaceCell(code, index),
+      replace: (code, index) => replaceWithUndo(notebooks, code, this.cellIdOf(index)),
       replaceTarget: index => this.notebooks.replaceTarget(this.cellIdOf(index)),
       insertAndRun: code => this.notebooks.insertAndRun(code),
       continue: () => void this.send('Continue.')
@@ -116,7 +117,7 @@ export class ChatPanel extends Widget {
       await this.session.open(last).catch(() => undefined);
     }
     await this.refreshModels();
-    const st = await this.pollStatus();
+    const st = await this.poller.poll();
     if (st && st.state === 'idle' && this.settings.defaultModel) {
       await this.loadModel(this.settings.defaultModel);
     }
@@ -128,22 +129,6 @@ export class ChatPanel extends Widget {
     } catch (e) {
       this.header.showError(e);
     }
-  }
-
-  private async pollStatus(): Promise<IStatus | null> {
-    clearTimeout(this.pollTimer);
-    let st: IStatus | null = null;
-    try {
-      st = await this.client.status();
-      this.showStatus(st);
-    } catch (e) {
-      this.header.showError(e);
-    }
-    if (!this.isDisposed) {
-      const delay = st && st.state === 'loading' ? 700 : 10000;
-      this.pollTimer = setTimeout(() => void this.pollStatus(), delay);
-    }
-    return st;
   }
 
   private showStatus(st: IStatus): void {
@@ -165,7 +150,7 @@ export class ChatPanel extends Widget {
   async loadModel(name: string): Promise<void> {
     try {
       this.showStatus(await this.client.load(name || null));
-      void this.pollStatus();
+      void this.poller.poll();
     } catch (e) {
       Notification.error(`MiniCPM: could not load ${name || 'the default model'}: ${(e as Error).message}`);
     }
@@ -193,7 +178,7 @@ export class ChatPanel extends Widget {
    * A one-click action (Explain cell, Fix error, Explain image): attach `parts` and put
    * `prompt` in the input for review, or send at once (setting `sendActionsAtOnce`).
    */
-  async prepare(parts: IContextPart[], prompt: string, cellIndex?: number): Promise<void> {
+  async attachAndAsk(parts: IContextPart[], prompt: string, cellIndex?: number): Promise<void> {
     // Explain cell / Fix error: the variables the cell reads and the cells defining them too
     const auto = cellIndex === undefined ? [] : await this.variables.automatic(cellIndex, parts);
     this.attach([...parts, ...auto]);
@@ -257,7 +242,7 @@ export class ChatPanel extends Widget {
       temperature: this.settings.temperature,
       max_tokens: this.settings.maxTokens
     });
-    void this.pollStatus();
+    void this.poller.poll();
   }
 
   stop(): void {
@@ -270,30 +255,8 @@ export class ChatPanel extends Widget {
     return this.session.questionOf(index)?.context?.find(p => p.cellId)?.cellId;
   }
 
-  /** Replace the answer's cell (else the active one) once its diff is accepted; Undo under the block and in a notice. */
-  private async replaceCell(code: string, index: number): Promise<IUndoable | void> {
-    const target = this.notebooks.replaceSource(this.cellIdOf(index));
-    if (target && !(await confirmReplace(target.source, code, target.label, this.notebooks.language()))) {
-      return;
-    }
-    const done = this.notebooks.replaceCell(code, this.cellIdOf(index));
-    let undone = false;
-    const undo = () => {
-      if (!undone) {
-        undone = true;
-        this.notebooks.restoreCell(done.cellId, done.previous);
-      }
-      Notification.dismiss(id);
-    };
-    const id = Notification.info(`Replaced ${done.label}.`, {
-      autoClose: 8000,
-      actions: [{ label: 'Undo', caption: 'Put the previous source back', callback: undo }]
-    });
-    return { label: done.label, undo };
-  }
-
   dispose(): void {
-    clearTimeout(this.pollTimer);
+    this.poller.dispose();
     this.stop();
     super.dispose();
   }

@@ -1,5 +1,5 @@
-import { ApiError, MiniCPMClient, chatSocketUrl, joinUrl } from '../src/api';
-import { FakeSocket } from './fakeSocket';
+import { ApiError, MiniCPMClient, joinUrl } from '../src/api';
+import { FakeSocket, tick } from './helpers/sockets';
 
 const settings = {
   baseUrl: 'http://localhost:8888/lab-base/',
@@ -16,17 +16,9 @@ function response(status: number, body?: unknown): Response {
   } as unknown as Response;
 }
 
-const tick = () => new Promise(r => setTimeout(r, 1));
-
 describe('URLs', () => {
   it('joins with single slashes', () => {
     expect(joinUrl('http://h/base/', '/minicpm', 'status')).toBe('http://h/base/minicpm/status');
-  });
-
-  it('puts the chat socket under wsUrl with the token as a query parameter', () => {
-    expect(chatSocketUrl(settings)).toBe('ws://localhost:8888/lab-base/minicpm/chat?token=s%C3%A9cret');
-    expect(chatSocketUrl({ ...settings, appendToken: false })).toBe('ws://localhost:8888/lab-base/minicpm/chat');
-    expect(chatSocketUrl({ ...settings, token: '' })).toBe('ws://localhost:8888/lab-base/minicpm/chat');
   });
 });
 

@@ -170,22 +170,31 @@ class ThreadTuner:
         s = self.reader()
         last, self._last = self._last, s
         if last is not None and 0 < s.t - last.t <= self.stale and s.total > last.total:
-            return self._set(others_busy(last, s), s.n_cpus)
-        # The last reading is old (or there is none): what matters is the run queue now.
-        # Our own threads are idle between requests, so all runnable tasks but this one are
-        # someone else's. The median of a few reads ignores a process that merely flits by.
+            others = others_busy(last, s)
+            if threads_for(others, self.physical, s.n_cpus) >= self.physical or s.running is None:
+                return self._set(others, s.n_cpus)
+            # A recent window that says "busy" may only hold a neighbour's finished burst (a
+            # benchmark's other engine, a cell that just ended): taking it at its word ran a
+            # whole one-chunk prefill on 1 thread of an idle machine (0.52-0.64x). What
+            # counts is who is runnable now, so the run queue has the last word.
+        return self._set(self._probe(s), s.n_cpus)
+
+    def _probe(self, s: CpuSample) -> float:
+        """Cores other processes keep busy right now. Our own threads are idle between
+        requests, so all runnable tasks but this one are someone else's; the median of a few
+        reads ignores a process that merely flits by. Without a run queue (macOS, Windows):
+        a short window."""
         if s.running is not None:
             counts = [s.running]
             for _ in range(PROBE_READS - 1):
                 self.sleep(PROBE_GAP_S)
                 counts.append(self.reader().running or 1)
             counts.sort()
-            s = self.reader()
-            self._last = s
-            return self._set(float(max(0, counts[len(counts) // 2] - 1)), s.n_cpus)
+            self._last = self.reader()
+            return float(max(0, counts[len(counts) // 2] - 1))
         self.sleep(PSUTIL_WINDOW_S)
         self._last = self.reader()
-        return self._set(others_busy(s, self._last), self._last.n_cpus)
+        return others_busy(s, self._last)
 
     def tick(self) -> int:
         """Between prefill chunks and decode steps: re-read at most every ``interval`` s."""

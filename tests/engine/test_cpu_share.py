@@ -122,6 +122,21 @@ def test_a_stale_reading_gives_way_to_the_run_queue(tmp_path):
     assert tuner.before_request() == 2
 
 
+def test_a_finished_burst_in_a_recent_window_does_not_cost_threads(tmp_path):
+    """A neighbour's burst that ended just before the request (another engine's turn in a
+    benchmark, a cell that just finished) fills the last window; the run queue says the
+    machine is free now, so the request gets every core."""
+    m = FakeProc(tmp_path, n=2)
+    applied: list[tuple[int, int]] = []
+    tuner = ThreadTuner(lambda n, nb: applied.append((n, nb)), physical=2, reader=m.read,
+                        sleep=lambda s: None, clock=lambda: m.t)
+    tuner.before_request()
+    m.advance(0.5, others=2.0, own=0.0, running=1)  # busy window, nobody runnable now
+    assert tuner.before_request() == 2 and applied == []
+    m.advance(0.5, others=1.0, own=0.0, running=2)  # busy window, still busy now
+    assert tuner.before_request() == 1 and applied == [(1, 1)]
+
+
 def test_a_setting_pins_the_count():
     calls: list[tuple[int, int]] = []
 

@@ -1,5 +1,5 @@
 /**
- * The browser's kernel client for variables (issue 12). It asks the active notebook's kernel
+ * The browser's kernel client for variables (what `@name` chips and "Explain cell" send). It asks the active notebook's kernel
  * without touching the user's session: a silent execute (`silent`, no history, empty code)
  * whose `user_expressions` call `minicpm_magics.kernel_request` (docs/magics.md "For
  * frontends"): no new globals, `_`, `Out` and the execution count unchanged, and it works

@@ -1,5 +1,5 @@
 /**
- * Variables as chips (issue 12): mentioned `@names`, and the automatic context of "Explain
+ * Variables as chips, so the model sees values the code only names: mentioned `@names`, and the automatic context of "Explain
  * cell" / "Fix error" (the variables the cell reads and the cells that define them, def-use
  * from ../variables, latest definition first). Budgets: automatic variables ≤ 256 tokens, one
  * mentioned variable ≤ 512, everything ≤ half the model's window. No DOM, no JupyterLab: the

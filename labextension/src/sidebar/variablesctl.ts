@@ -1,5 +1,5 @@
 /**
- * The sidebar's variables (issue 12), between the input box, the context bar and the active
+ * The sidebar's kernel variables, between the input box, the context bar and the active
  * notebook's kernel: `@name` completion, mention chips, the automatic variables and defining
  * cells of "Explain cell" / "Fix error", and "Explain this DataFrame".
  */

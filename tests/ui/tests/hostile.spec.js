@@ -1,5 +1,5 @@
 /**
- * Untrusted model output (issue 10): a hostile OpenAI-compatible server on loopback
+ * Untrusted model output must stay inert: a hostile OpenAI-compatible server on loopback
  * (servers/fake_openai.py) is the remote backend of a second jupyter server (port 8897). Every
  * answer carries an <img onerror>, a <script>, an SVG <image href>, a Markdown image, javascript:
  * links, command-linker attributes and a hidden span in a raw <pre>. In the sidebar (live and
@@ -7,26 +7,13 @@
  * unset), nothing is fetched from the fake server's /leak path, no javascript: link or
  * command-linker attribute is on the page, and the code actions act on the Markdown source.
  */
-const path = require('path');
-const { expect, test, galata } = require('@jupyterlab/galata');
+const { expect, test } = require('@jupyterlab/galata');
+const { REMOTE, SHOTS, fakeLog, labOptions, openNotebook, openPanel } = require('./helpers');
 
-const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
-const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
-const FAKE = `http://127.0.0.1:${process.env.MINICPM_UI_FAKE_PORT || '8898'}`;
-const REMOTE = `http://localhost:${process.env.MINICPM_UI_REMOTE_PORT || '8897'}`;
-
-test.use({
-  baseURL: REMOTE,
-  autoGoto: true,
-  mockSettings: {
-    ...galata.DEFAULT_SETTINGS,
-    'jupyter-minicpm:plugin': { temperature: 0, maxTokens: 400 }
-  }
-});
+test.use(labOptions({ temperature: 0, maxTokens: 400 }, { baseURL: REMOTE }));
 
 async function leaks(request) {
-  const r = await request.get(`${FAKE}/log`);
-  const { requests } = await r.json();
+  const { requests } = await fakeLog(request);
   return { all: requests, leak: requests.filter(p => p.startsWith('/leak')) };
 }
 
@@ -58,12 +45,8 @@ async function expectNothingRan(page, request, where) {
 
 test('the sidebar shows hostile answers as inert text, live and reopened', async ({ page, request, tmpPath }) => {
   const before = (await leaks(request)).all.length;
-  await page.contents.uploadFile(path.join(NOTEBOOKS, 'plain.ipynb'), `${tmpPath}/plain.ipynb`);
-  await page.notebook.openByPath(`${tmpPath}/plain.ipynb`);
-  await page.notebook.activate('plain.ipynb');
-  await page.locator('.lm-TabBar-tab[data-id="minicpm-chat"]').click();
-  const panel = page.locator('#minicpm-chat');
-  await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 120000 });
+  await openNotebook(page, tmpPath, 'plain.ipynb');
+  const panel = await openPanel(page);
   // the picker names the remote model (it is not in the catalogue)
   await expect(panel.getByTestId('minicpm-model').locator('option:checked')).toHaveText('hostile-model');
 
@@ -101,9 +84,7 @@ test('the sidebar shows hostile answers as inert text, live and reopened', async
 });
 
 test('%minicpm output in a notebook shows hostile answers as inert text', async ({ page, request, tmpPath }) => {
-  await page.contents.uploadFile(path.join(NOTEBOOKS, 'hostile.ipynb'), `${tmpPath}/hostile.ipynb`);
-  await page.notebook.openByPath(`${tmpPath}/hostile.ipynb`);
-  await page.notebook.activate('hostile.ipynb');
+  await openNotebook(page, tmpPath, 'hostile.ipynb');
   await page.notebook.run();
   const out = page.locator('.jp-Notebook .jp-Cell').nth(1).locator('.jp-OutputArea');
   await expect(out).toContainText('HOSTILE-ANSWER ends', { timeout: 90000 });

@@ -2,40 +2,10 @@
  * The MiniCPM sidebar in a real JupyterLab, answered by minicpm_server with the stand-in model
  * (SmolLM2-135M-Instruct). A screenshot of each step goes to test-results/screenshots/.
  */
-const path = require('path');
-const { expect, test, galata } = require('@jupyterlab/galata');
+const { expect, test } = require('@jupyterlab/galata');
+const { SHOTS, labOptions, openNotebook, openPanel, recordSocket } = require('./helpers');
 
-const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
-const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
-
-test.use({
-  autoGoto: true,
-  mockSettings: {
-    ...galata.DEFAULT_SETTINGS,
-    'jupyter-minicpm:plugin': { temperature: 0, maxTokens: 160 }
-  }
-});
-
-/** Record the chat frames the page sends and receives. */
-function recordChat(page) {
-  const rec = { sent: [], received: [] };
-  page.on('websocket', ws => {
-    if (!ws.url().includes('minicpm/chat')) {
-      return;
-    }
-    ws.on('framesent', f => rec.sent.push(JSON.parse(f.payload)));
-    ws.on('framereceived', f => rec.received.push(JSON.parse(f.payload)));
-  });
-  return rec;
-}
-
-async function openPanel(page) {
-  await page.locator('.lm-TabBar-tab[data-id="minicpm-chat"]').click();
-  const panel = page.locator('#minicpm-chat');
-  await expect(panel).toBeVisible();
-  await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 120000 });
-  return panel;
-}
+test.use(labOptions({ temperature: 0, maxTokens: 160 }));
 
 function lastAnswer(panel) {
   return panel.locator('[data-testid="minicpm-message"][data-role="assistant"]').last();
@@ -65,15 +35,8 @@ async function answerStarts(panel) {
   return answer;
 }
 
-async function openNotebook(page, tmpPath, name) {
-  await page.contents.uploadFile(path.join(NOTEBOOKS, name), `${tmpPath}/${name}`);
-  await page.filebrowser.openDirectory(tmpPath);
-  await page.notebook.openByPath(`${tmpPath}/${name}`);
-  await page.notebook.activate(name);
-}
-
 test('open the panel, ask, the answer streams in', async ({ page }) => {
-  const rec = recordChat(page);
+  const rec = recordSocket(page, 'minicpm/chat');
   const panel = await openPanel(page);
   await expect(panel.getByTestId('minicpm-standin')).toBeVisible();
   await page.screenshot({ path: `${SHOTS}/01-panel-open.png` });
@@ -106,7 +69,7 @@ test('open the panel, ask, the answer streams in', async ({ page }) => {
 });
 
 test('"Fix error" on a failing cell sends its traceback and gets an answer', async ({ page, tmpPath }) => {
-  const rec = recordChat(page);
+  const rec = recordSocket(page, 'minicpm/chat');
   await openNotebook(page, tmpPath, 'error.ipynb');
   await page.notebook.run();
   const fix = page.getByTestId('minicpm-fix-error');
@@ -133,7 +96,7 @@ test('"Fix error" on a failing cell sends its traceback and gets an answer', asy
 });
 
 test('"Explain image" on a matplotlib output sends the image', async ({ page, tmpPath }) => {
-  const rec = recordChat(page);
+  const rec = recordSocket(page, 'minicpm/chat');
   await openNotebook(page, tmpPath, 'figure.ipynb');
   await page.notebook.run();
   const img = page.locator('.jp-Notebook .jp-RenderedImage img').first();
@@ -181,15 +144,10 @@ test('a code block from an answer is inserted as a new cell', async ({ page, tmp
 });
 
 test.describe('long answers', () => {
-  test.use({
-    mockSettings: {
-      ...galata.DEFAULT_SETTINGS,
-      'jupyter-minicpm:plugin': { temperature: 0.7, maxTokens: 2000 }
-    }
-  });
+  test.use(labOptions({ temperature: 0.7, maxTokens: 2000 }));
 
   test('stop ends a long answer', async ({ page }) => {
-    const rec = recordChat(page);
+    const rec = recordSocket(page, 'minicpm/chat');
     const panel = await openPanel(page);
     await panel
       .getByTestId('minicpm-input')

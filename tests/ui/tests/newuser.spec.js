@@ -1,39 +1,15 @@
 /**
- * The sidebar as a new user meets it (issue 14): icons are SVGs, the saved-chats list keeps its
+ * The sidebar as a new user meets it: icons are SVGs, the saved-chats list keeps its
  * height next to a long chat, code blocks have their box and an icon toolbar, the Fix button sits
  * below the traceback and only on errors, the current chat is marked and reopened after a
  * reload, chips say what they are and wait for review, Replace cell targets the cell the answer
  * was about and can be undone, the stand-in banner folds and copies its command, timestamps,
  * Continue after max tokens. Screenshots in light and dark themes.
  */
-const path = require('path');
-const { expect, test, galata } = require('@jupyterlab/galata');
+const { expect, test } = require('@jupyterlab/galata');
+const { SHOTS, labOptions, openNotebook, openPanel } = require('./helpers');
 
-const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
-const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
-
-test.use({
-  autoGoto: true,
-  viewport: { width: 1440, height: 757 },
-  mockSettings: {
-    ...galata.DEFAULT_SETTINGS,
-    'jupyter-minicpm:plugin': { temperature: 0, maxTokens: 120 }
-  }
-});
-
-async function openPanel(page) {
-  await page.locator('.lm-TabBar-tab[data-id="minicpm-chat"]').click();
-  const panel = page.locator('#minicpm-chat');
-  await expect(panel).toBeVisible();
-  await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 120000 });
-  return panel;
-}
-
-async function openNotebook(page, tmpPath, name) {
-  await page.contents.uploadFile(path.join(NOTEBOOKS, name), `${tmpPath}/${name}`);
-  await page.notebook.openByPath(`${tmpPath}/${name}`);
-  await page.notebook.activate(name);
-}
+test.use(labOptions({ temperature: 0, maxTokens: 120 }, { viewport: { width: 1440, height: 757 } }));
 
 /** Save a chat through the server's API, as the sidebar does after each answer. */
 async function putChat(request, id, title, messages) {

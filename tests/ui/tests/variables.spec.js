@@ -1,5 +1,5 @@
 /**
- * Kernel variables as context (issue 12), against the second jupyter server whose remote backend
+ * Kernel variables as context, against the second jupyter server whose remote backend
  * is servers/fake_openai.py (it keeps every request body: what the model was asked). A notebook
  * with a pandas DataFrame `df` runs; `@d` in the sidebar completes to `@df` from the kernel's
  * variables, the `@df` chip shows its token count, and the prompt the model received holds the
@@ -7,41 +7,29 @@
  * "Explain cell" on a cell reading df adds `variable df` and the cell defining it; the
  * DataFrame output's context menu has "Explain this DataFrame".
  */
-const path = require('path');
-const { expect, test, galata } = require('@jupyterlab/galata');
+const { expect, test } = require('@jupyterlab/galata');
+const { REMOTE, SHOTS, fakeLog, labOptions, openNotebook, openPanel } = require('./helpers');
 
-const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
-const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
-const FAKE = `http://127.0.0.1:${process.env.MINICPM_UI_FAKE_PORT || '8898'}`;
-const REMOTE = `http://localhost:${process.env.MINICPM_UI_REMOTE_PORT || '8897'}`;
 const COLUMNS = ['region_code', 'revenue_eur', 'units_sold'];
 
-test.use({
-  baseURL: REMOTE,
-  autoGoto: true,
-  mockSettings: {
-    ...galata.DEFAULT_SETTINGS,
-    'jupyter-minicpm:plugin': { temperature: 0, maxTokens: 100 }
-  }
-});
+test.use(labOptions({ temperature: 0, maxTokens: 100 }, { baseURL: REMOTE }));
 
 async function bodies(request) {
-  const r = await request.get(`${FAKE}/log`);
-  return (await r.json()).bodies;
+  return (await fakeLog(request)).bodies;
 }
 
-test('@df completes from the kernel, becomes a chip, and its columns reach the model', async ({ page, request, tmpPath }) => {
-  await page.contents.uploadFile(path.join(NOTEBOOKS, 'dataframe.ipynb'), `${tmpPath}/dataframe.ipynb`);
-  await page.notebook.openByPath(`${tmpPath}/dataframe.ipynb`);
-  await page.notebook.activate('dataframe.ipynb');
+/** dataframe.ipynb run (df shown as a table) and the sidebar ready; the notebook's cells. */
+async function runDataFrameNotebook(page, tmpPath) {
+  await openNotebook(page, tmpPath, 'dataframe.ipynb');
   await page.notebook.run();
   const cells = page.locator('.jp-Notebook .jp-Cell');
   await expect(cells.nth(1).locator('.jp-InputPrompt')).toContainText('[2]');
-  await expect(page.locator('.jp-Notebook table.dataframe')).toBeVisible();
+  return { cells, panel: await openPanel(page) };
+}
 
-  await page.locator('.lm-TabBar-tab[data-id="minicpm-chat"]').click();
-  const panel = page.locator('#minicpm-chat');
-  await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 120000 });
+test('@df completes from the kernel, becomes a chip, and its columns reach the model', async ({ page, request, tmpPath }) => {
+  const { cells, panel } = await runDataFrameNotebook(page, tmpPath);
+  await expect(page.locator('.jp-Notebook table.dataframe')).toBeVisible();
 
   // completion from the kernel's variables
   const input = panel.getByTestId('minicpm-input');
@@ -96,23 +84,10 @@ test('@df completes from the kernel, becomes a chip, and its columns reach the m
 });
 
 test.describe('with autoVariables off', () => {
-  test.use({
-    mockSettings: {
-      ...galata.DEFAULT_SETTINGS,
-      'jupyter-minicpm:plugin': { temperature: 0, maxTokens: 100, autoVariables: false }
-    }
-  });
+  test.use(labOptions({ temperature: 0, maxTokens: 100, autoVariables: false }));
 
   test('Explain cell sends the cell alone; @df still works', async ({ page, tmpPath }) => {
-    await page.contents.uploadFile(path.join(NOTEBOOKS, 'dataframe.ipynb'), `${tmpPath}/dataframe.ipynb`);
-    await page.notebook.openByPath(`${tmpPath}/dataframe.ipynb`);
-    await page.notebook.activate('dataframe.ipynb');
-    await page.notebook.run();
-    const cells = page.locator('.jp-Notebook .jp-Cell');
-    await expect(cells.nth(1).locator('.jp-InputPrompt')).toContainText('[2]');
-    await page.locator('.lm-TabBar-tab[data-id="minicpm-chat"]').click();
-    const panel = page.locator('#minicpm-chat');
-    await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 120000 });
+    const { cells, panel } = await runDataFrameNotebook(page, tmpPath);
 
     await cells.nth(1).locator('.jp-InputArea-editor').click({ button: 'right' });
     await page.getByRole('menuitem', { name: 'MiniCPM: Explain cell' }).click();

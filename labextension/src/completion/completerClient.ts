@@ -1,10 +1,10 @@
 /**
- * Inline completion client: the `/minicpm/complete` WebSocket (docs/protocol.md), the
+ * Inline completion client: requests over the `/minicpm/complete` WebSocket (docs/protocol.md), the
  * notebook → request mapping, and the debounce/supersede logic of the provider. No JupyterLab
  * imports at run time, so jest can drive it with a fake socket.
  */
-import { joinUrl } from './api';
-import type { IConnectionSettings } from './api';
+import type { IConnectionSettings } from '../connection';
+import { ServerSocket } from '../socket';
 import { follows, followStream, typedSince } from './freshLine';
 
 export type CompletionMode = 'line' | 'statement' | 'block';
@@ -73,15 +73,6 @@ export function earlierCells(
   return out;
 }
 
-/** The completion socket's URL (token as query parameter, like the chat socket). */
-export function completeSocketUrl(settings: IConnectionSettings): string {
-  let url = joinUrl(settings.wsUrl, 'minicpm/complete');
-  if (settings.appendToken && settings.token) {
-    url += `?token=${encodeURIComponent(settings.token)}`;
-  }
-  return url;
-}
-
 /** A suggestion being streamed; `updates()` yields each new text, the final one `done`. */
 export class InlineStream {
   text = '';
@@ -125,43 +116,21 @@ export class InlineStream {
 
 /** The socket, shared by every editor of the page; reconnects on the next request. */
 export class InlineCompletionClient {
-  private socket: WebSocket | null = null;
-  private opening: Promise<WebSocket> | null = null;
+  private socket: ServerSocket;
   private streams = new Map<string, InlineStream>();
   private seq = 0;
 
-  constructor(private settings: IConnectionSettings) {}
-
-  private connect(): Promise<WebSocket> {
-    if (this.socket && this.socket.readyState === 1) {
-      return Promise.resolve(this.socket);
-    }
-    if (this.opening) {
-      return this.opening;
-    }
-    const Ctor = this.settings.WebSocket || (globalThis as any).WebSocket;
-    this.opening = new Promise<WebSocket>((resolve, reject) => {
-      const ws: WebSocket = new Ctor(completeSocketUrl(this.settings));
-      ws.onopen = () => {
-        this.socket = ws;
-        this.opening = null;
-        resolve(ws);
-      };
-      ws.onerror = () => {
-        this.opening = null;
-        reject(new Error('cannot connect to minicpm/complete'));
-      };
-      ws.onclose = () => {
-        this.socket = null;
-        this.opening = null;
+  constructor(settings: IConnectionSettings) {
+    this.socket = new ServerSocket(settings, 'minicpm/complete', 'completion', {
+      frame: f => this.onFrame(f),
+      closed: () => {
+        // The server cancels a closed socket's requests: end their suggestions.
         for (const s of this.streams.values()) {
           s.push({ text: '', done: true, error: 'connection closed' });
         }
         this.streams.clear();
-      };
-      ws.onmessage = (ev: MessageEvent) => this.onFrame(JSON.parse(String(ev.data)));
+      }
     });
-    return this.opening;
   }
 
   private onFrame(f: any): void {
@@ -185,7 +154,7 @@ export class InlineCompletionClient {
     const id = `c${++this.seq}`;
     const stream = new InlineStream(id);
     this.streams.set(id, stream);
-    this.connect().then(
+    this.socket.open().then(
       ws => ws.send(JSON.stringify({ type: 'complete', id, ...req })),
       err => {
         this.streams.delete(id);
@@ -207,13 +176,11 @@ export class InlineCompletionClient {
     }
     this.streams.delete(id);
     s.push({ text: '', done: true, dropped: 'cancelled' });
-    if (this.socket && this.socket.readyState === 1) {
-      this.socket.send(JSON.stringify({ type: 'stop', id }));
-    }
+    this.socket.sendIfOpen({ type: 'stop', id });
   }
 
   dispose(): void {
-    this.socket?.close();
+    this.socket.dispose();
   }
 }
 

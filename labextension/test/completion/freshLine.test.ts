@@ -1,27 +1,9 @@
-import { InlineCompletionClient, InlineScheduler } from '../src/completerClient';
-import { afterBlockOpener, follows, isFreshLine, modeFor, typedSince } from '../src/freshLine';
-import { FakeSocket } from './fakeSocket';
+import { afterBlockOpener, follows, isFreshLine, modeFor, typedSince } from '../../src/completion/freshLine';
+import { completeRequest, resetSocketsBeforeEach, schedulerWithFirst, tick } from '../helpers/sockets';
 
-const settings = {
-  baseUrl: 'http://localhost:8888/',
-  wsUrl: 'ws://localhost:8888/',
-  token: '',
-  appendToken: false,
-  WebSocket: FakeSocket
-};
-const REQ = {
-  prefix: 'def area(r):',
-  suffix: '',
-  cells: [],
-  mode: 'line' as const,
-  language: 'python',
-  max_tokens: 48
-};
-const tick = () => new Promise(r => setTimeout(r, 2));
+const REQ = completeRequest({ prefix: 'def area(r):', max_tokens: 48 });
 
-beforeEach(() => {
-  FakeSocket.all = [];
-});
+resetSocketsBeforeEach();
 
 describe('fresh line', () => {
   it('is a line with only indentation around the cursor, below another', () => {
@@ -64,11 +46,7 @@ describe('fresh line', () => {
 
 describe('scheduler on Enter', () => {
   it('keeps a suggestion that starts with the newline the user typed', async () => {
-    const client = new InlineCompletionClient(settings);
-    const sched = new InlineScheduler(client);
-    const first = (await sched.request(REQ, 0))!;
-    await tick();
-    const ws = FakeSocket.all[0];
+    const { sched, first, ws } = await schedulerWithFirst(REQ);
     ws.emit({ type: 'partial', id: first.id, text: '\n    return 3.14' });
     // Enter + auto-indent: no stop, no new request; the rest of the suggestion is shown
     const kept = (await sched.request({ ...REQ, prefix: 'def area(r):\n    ' }, 50))!;
@@ -91,11 +69,7 @@ describe('scheduler on Enter', () => {
   });
 
   it('asks anew on the fresh line when the suggestion did not start with it', async () => {
-    const client = new InlineCompletionClient(settings);
-    const sched = new InlineScheduler(client);
-    const first = (await sched.request(REQ, 0))!;
-    await tick();
-    const ws = FakeSocket.all[0];
+    const { sched, first, ws } = await schedulerWithFirst(REQ);
     ws.emit({ type: 'partial', id: first.id, text: '  # area' });
     const fresh = { ...REQ, prefix: 'def area(r):\n    ', mode: 'block' as const };
     const next = await sched.request(fresh, 0);

@@ -1,39 +1,18 @@
+import { InlineCompletionClient, earlierCells } from '../../src/completion/completerClient';
 import {
-  InlineCompletionClient,
-  InlineScheduler,
-  completeSocketUrl,
-  earlierCells
-} from '../src/completerClient';
-import { FakeSocket } from './fakeSocket';
+  FakeSocket,
+  SETTINGS as settings,
+  completeRequest,
+  resetSocketsBeforeEach,
+  schedulerWithFirst,
+  tick
+} from '../helpers/sockets';
 
-const settings = {
-  baseUrl: 'http://localhost:8888/base/',
-  wsUrl: 'ws://localhost:8888/base/',
-  token: 'tok',
-  appendToken: true,
-  WebSocket: FakeSocket
-};
+const REQ = completeRequest();
 
-const REQ = {
-  prefix: 'import nu',
-  suffix: '',
-  cells: [],
-  mode: 'line' as const,
-  language: 'python',
-  max_tokens: 16
-};
-
-const tick = () => new Promise(r => setTimeout(r, 2));
-
-beforeEach(() => {
-  FakeSocket.all = [];
-});
+resetSocketsBeforeEach();
 
 describe('completion socket', () => {
-  it('lives under wsUrl with the token', () => {
-    expect(completeSocketUrl(settings)).toBe('ws://localhost:8888/base/minicpm/complete?token=tok');
-  });
-
   it('streams whole texts and ends with the final one', async () => {
     const client = new InlineCompletionClient(settings);
     const s = client.start(REQ);
@@ -82,11 +61,7 @@ describe('completion socket', () => {
 
 describe('scheduler', () => {
   it('a keystroke stops the request in flight and debounces the next', async () => {
-    const client = new InlineCompletionClient(settings);
-    const sched = new InlineScheduler(client);
-    const first = await sched.request(REQ, 0);
-    await tick();
-    const ws = FakeSocket.all[0];
+    const { sched, first, ws } = await schedulerWithFirst(REQ);
     expect(first).not.toBeNull();
     // two keystrokes within the debounce: only the second becomes a request
     const a = sched.request({ ...REQ, prefix: 'import num' }, 30);
