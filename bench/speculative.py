@@ -134,7 +134,7 @@ def verify_cost(path: str, threads: int | None, ks: tuple[int, ...] = (1, 2, 4, 
     engine = minicpm.load(path, backend="llama.cpp", n_ctx=2048, n_threads=threads)
     kv = engine.backend.kv
     ids = [int(x) for x in (list(range(1000, 1000 + context)))]
-    kv.prepare(ids, threading.Event())
+    kv.load_prompt(ids, threading.Event())
     times: dict[int, list[float]] = {k: [] for k in ks}
     for _ in range(repeats):
         for k in ks:

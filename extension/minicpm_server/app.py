@@ -25,6 +25,7 @@ from .handlers import (
 )
 from .openai_api import ModelHandler, ModelsListHandler, NotFoundHandler
 from .openai_chat import ChatCompletionsHandler
+from .preread_api import ROUTES as PREREAD_ROUTES
 
 ROUTES: list[tuple[str, Any]] = [
     ("minicpm/status", StatusHandler),
@@ -37,6 +38,7 @@ ROUTES: list[tuple[str, Any]] = [
     ("minicpm/v1/models", ModelsListHandler),
     (r"minicpm/v1/models/(.+)", ModelHandler),
     ("minicpm/v1/chat/completions", ChatCompletionsHandler),
+    *PREREAD_ROUTES,  # the pre-read (preread_api.py, issue 25)
     *COMPLETION_ROUTES,  # inline completion socket + /v1/completions (completion_api.py)
     (r"minicpm/v1/(.*)", NotFoundHandler),  # last: every other /v1 path, as JSON
 ]

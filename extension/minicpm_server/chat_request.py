@@ -53,4 +53,4 @@ async def chat_job(frame: dict[str, Any], cfg: MiniCPM) -> Job:
         return prompts.assemble(engine, messages, parts, images, max_tokens=max_tokens,
                                 cancel=cancel)
 
-    return Job(id=rid, prepare=prepare, sampling=sampling, truncate=truncate)
+    return Job(id=str(rid), build_request=prepare, sampling=sampling, truncate=truncate)

@@ -127,7 +127,7 @@ class CompletionsHandler(OpenAIHandler):
             sampling["stop"] = stops
         stream = bool(body.get("stream"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        job = self.submit(Job(id="cmpl-" + uuid.uuid4().hex[:24], prepare=raw_prompt(prompt),
+        job = self.submit(Job(id="cmpl-" + uuid.uuid4().hex[:24], build_request=raw_prompt(prompt),
                               sampling=sampling, truncate="error"))
         created = int(time.time())
         first = await self.first_event(job)

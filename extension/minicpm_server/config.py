@@ -48,6 +48,10 @@ class MiniCPM(LoggingConfigurable):
         help="Generations run at once. A local engine runs one at a time anyway; raise it for "
              "the remote backend, whose server batches.")
     max_queue = Int(64, config=True, help="Requests waiting beyond this are refused with 503.")
+    preread = Bool(True, config=True,
+                   help="Pre-read: while a notebook is open with the sidebar, read the context "
+                        "the next question would carry into the prompt cache in idle time "
+                        "(lowest priority; any request stops it within one chunk).")
     chats_dir = Unicode(
         config=True,
         help="Where saved chats live (one JSON file each). Servers sharing a folder take a "

@@ -29,9 +29,10 @@ from minicpm.errors import EngineCrashedError
 from minicpm.worker import load_engine
 
 from .config import MiniCPM
-from .errors import RequestError, code_for, message_for, status_for
-from .events import Delta, Done, Event, Failed, Queued, Started
-from .jobs import Job, RawPrompt, raw_prompt
+from .errors import RequestError, message_for, status_for
+from .events import Done, Failed, Queued
+from .jobs import Job, RawPrompt, cancelled_usage, raw_prompt, run_job
+from .preread import Prereads
 from .supervisor import CrashPolicy
 
 __all__ = ["EngineHost", "Job", "RawPrompt", "raw_prompt"]
@@ -64,6 +65,7 @@ class EngineHost:
         self.crashes = CrashPolicy(config.bad_models_file or None)
         self.restartable = False  # the engine died and the next request may restart it
         self._last_load: tuple[str | None, str | None, str | None] | None = None
+        self.prereads = Prereads(self)  # lowest priority: runs only when nothing else does
 
     # --- lifecycle ----------------------------------------------------------------------------
     @property
@@ -221,6 +223,7 @@ class EngineHost:
         threading.Thread(target=engine.close, name="minicpm-close", daemon=True).start()
 
     def shutdown(self) -> None:
+        self.prereads.shutdown()
         for job in list(self.running) + list(self.waiting):
             job.cancel()
         self.waiting.clear()
@@ -270,6 +273,7 @@ class EngineHost:
                       "concurrency": self.config.concurrency},
             "cache": self.engine.stats() if self.engine is not None else None,
             "engine_process": self._process_status(),
+            "preread": self.prereads.status(),
             "version": minicpm.__version__,
         }
 
@@ -296,27 +300,30 @@ class EngineHost:
         if self.state == "error":
             raise RequestError(self.error_status or 503, f"no model loaded: {self.error}")
         self.waiting.append(job)
+        self.prereads.preempt()  # a real request stops a pre-read within one chunk
         self._pump()
 
     def cancel(self, job: Job) -> None:
         job.cancel()
         if job in self.waiting:
             self.waiting.remove(job)
-            self._finish(job, Done(_cancelled_usage()))
+            self._finish(job, Done(cancelled_usage()))
             self._report_positions()
 
     def _pump(self) -> None:
         while self.state == "ready" and self.waiting and len(self.running) < self.config.concurrency:
             job = self.waiting.popleft()
             if job.cancel_event.is_set():
-                self._finish(job, Done(_cancelled_usage()))
+                self._finish(job, Done(cancelled_usage()))
                 continue
             self.running.add(job)
             engine = self.engine
             assert engine is not None
-            fut = self.loop.run_in_executor(self._pool, self._work, job, engine)
+            fut = self.loop.run_in_executor(self._pool, run_job, job, engine, self.loop,
+                                            self._finish, self._count_tokens)
             fut.add_done_callback(lambda f, j=job: self._job_ended(j, f))
         self._report_positions()
+        self.prereads.maybe_start()  # only when nothing is queued or running
 
     def _report_positions(self) -> None:
         for i, job in enumerate(self.waiting, start=1):
@@ -331,59 +338,13 @@ class EngineHost:
             self._finish(job, Failed(500, message_for(exc) if exc else "generation was cancelled"))
         self._pump()
 
+    def _count_tokens(self, n: int) -> None:
+        self.generated_tokens += n
+
     def _finish(self, job: Job, event: Done | Failed) -> None:
         if not job.finished:
             job.finished = True
             job.events.put_nowait(event)
-
-    # --- worker thread ------------------------------------------------------------------------
-    def _work(self, job: Job, engine: Any) -> None:
-        loop = self.loop
-
-        def post(fn: Callable[..., Any], *args: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:  # loop closed: the server is gone, stop generating
-                job.cancel()
-
-        def emit(event: Event) -> None:
-            post(job.events.put_nowait, event)
-
-        gen: minicpm.Generation | None = None
-        try:
-            what = job.prepare(engine, job.cancel_event)
-            if isinstance(what, RawPrompt):
-                gen = engine.complete(what.text, cancel=job.cancel_event,
-                                      truncate=job.truncate, **job.sampling)
-                emit(Started(engine.info.label))
-            else:
-                gen = engine.chat(what.messages, what.images or None, cancel=job.cancel_event,
-                                  truncate=job.truncate, **job.sampling)
-                emit(Started(engine.info.label, what.notice, what.truncated))
-            seen = 0
-            for delta in gen:
-                lps = gen.token_logprobs  # entries arrive before their token's text
-                emit(Delta(delta, tuple(lps[seen:]) or None))
-                seen = len(lps)
-            usage = gen.usage
-            if job.cancel_event.is_set():
-                usage.finish_reason = "cancelled"
-            self.generated_tokens += usage.completion_tokens
-            post(self._finish, job, Done(usage))
-        except BaseException as e:  # every failure becomes an error frame
-            if job.cancel_event.is_set():  # stopped (e.g. while the prompt was assembled)
-                post(self._finish, job, Done(_cancelled_usage()))
-                return
-            if status_for(e) >= 500 and not isinstance(e, EngineCrashedError):  # logged once
-                log.exception("generation %s failed", job.id)
-            post(self._finish, job, Failed(status_for(e), message_for(e), code_for(e)))
-        finally:
-            if gen is not None:
-                try:
-                    gen.close()
-                except Exception:  # closing a finished generator may raise; nothing to do
-                    pass
-
 
 def _size(path: Path | None) -> int:
     """Bytes of a model file or folder (for the progress estimate); 0 when unknown."""
@@ -394,10 +355,3 @@ def _size(path: Path | None) -> int:
             p.stat().st_size for p in path.iterdir() if p.is_file())
     except OSError:
         return 0
-
-
-def _cancelled_usage() -> minicpm.Usage:
-    u = minicpm.Usage()
-    u.finish_reason = "cancelled"
-    return u
-

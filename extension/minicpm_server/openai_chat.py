@@ -130,7 +130,7 @@ class ChatCompletionsHandler(OpenAIHandler):
             s = {**sampling, **structured}
             if i and s.get("seed") is not None:
                 s["seed"] = s["seed"] + i  # n choices with a seed: different, reproducible
-            return Job(id=f"{self.completion_id}-{i}", prepare=prepare, sampling=s)
+            return Job(id=f"{self.completion_id}-{i}", build_request=prepare, sampling=s)
 
         self.created = int(time.time())
         job = self.submit(make_job(0))

@@ -18,6 +18,7 @@ import { addExplainDataFrame } from './dataframe';
 import { EXPLAIN_IMAGE, addExplainImage } from './explainimage';
 import { addFixButtons } from './fixbuttons';
 import type { Ask } from './outputaction';
+import { watchPreread } from './sidebar/preread';
 
 const PLUGIN_ID = 'jupyter-minicpm:plugin';
 
@@ -62,6 +63,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.shell.add(panel, 'right', { rank: 600 });
     restorer?.add(panel, 'minicpm-chat');
     tracker.currentChanged.connect(() => panel.refreshContext());
+    watchPreread({ panel, tracker, request: (path, method, body) => client.request(path, method, body) });
 
     let started = false;
     const startOnce = () => {

@@ -31,7 +31,7 @@ export class ChatPanel extends Widget {
   private header: StatusHeader;
   private history: HistoryList;
   private messages: MessageView;
-  private contextBar: ContextBar;
+  readonly contextBar: ContextBar; // public: the pre-read reads what Send would attach
   private inputBox: InputBox;
   /** kernel variables: @mentions, automatic variables, DataFrames */
   readonly variables: VariablesController;

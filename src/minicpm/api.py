@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,8 @@ class Engine:
         self.backend = backend
         self.defaults = defaults or SamplingParams()
         self._lock = threading.Lock()
+        self._wanted = 0  # chat/complete calls waiting for the lock: a running prefill yields
+        self._wanted_lock = threading.Lock()  # += from several threads is not atomic
 
     @property
     def info(self) -> EngineInfo:
@@ -179,7 +182,7 @@ class Engine:
         imgs = list(images or ())
 
         def run(cancel_event: threading.Event, usage: Usage) -> Iterator[str]:
-            with self._lock:
+            with self._turn():
                 custom = self.backend.stream_chat(msgs, imgs, params, cancel_event, usage)
                 if custom is not None:
                     yield from custom
@@ -204,7 +207,7 @@ class Engine:
         lps: list[dict[str, Any]] = []
 
         def run(cancel_event: threading.Event, usage: Usage) -> Iterator[str]:
-            with self._lock:
+            with self._turn():
                 custom = self.backend.stream_complete(prompt, params, cancel_event, usage)
                 if custom is not None:
                     yield from custom
@@ -223,6 +226,48 @@ class Engine:
                                        logprobs_out=lps)
 
         return Generation(run, cancel, lps)
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """The engine's lock for a generation; while it waits, a running ``prefill`` gives way
+        (llama.cpp: within one graph operation), so a pre-read never holds up a request."""
+        with self._wanted_lock:
+            self._wanted += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._wanted_lock:
+                self._wanted -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def prefill(self, prompt: str | Sequence[dict[str, Any]], *,
+                cancel: threading.Event | None = None, chunk_tokens: int = 64,
+                continues: bool = True) -> dict[str, Any]:
+        """Read a prompt prefix into the backend's KV / prompt cache without sampling, so that
+        the next request that starts with it resumes from there. ``prompt``: rendered text
+        (BOS added, as ``complete`` does; e.g. a chat rendered up to where the question goes)
+        or messages (rendered as ``chat`` would). ``continues``: the real prompt goes on after
+        this text, so its last token (which may merge with what follows) is not read.
+
+        Stops once ``cancel`` is set or a chat / complete call waits for the engine: between
+        ``chunk_tokens`` chunks, and on llama.cpp inside a chunk too (its abort callback). Returns {"supported", "prompt_tokens", "reused",
+        "prefilled", "cancelled", "seconds"}; {"supported": False, "reason"} for backends
+        without a prompt cache of their own (torch, remote)."""
+        fn = getattr(self.backend, "prefill_tokens", None)
+        if fn is None or not self.backend.can_tokenize:
+            return {"supported": False,
+                    "reason": f"the {self.backend.name} backend keeps no prompt cache"}
+        text = prompt if isinstance(prompt, str) else self.render(prompt)
+        cancel = cancel or threading.Event()
+        with self._lock:
+            tokens = self.backend.tokenize(text, add_bos=True)
+            if continues and len(tokens) > 1:
+                tokens = tokens[:-1]
+            out = fn(tokens, cancel, chunk_tokens, lambda: self._wanted > 0)
+        return {"supported": True, **out}
 
     def _check_structured(self, params: SamplingParams) -> None:
         """Options a backend cannot honour are refused, never silently dropped."""

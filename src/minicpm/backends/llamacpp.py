@@ -18,18 +18,13 @@ from ..sampling import SamplingParams
 from ..speculative import DraftLength, NGramDrafter, SpecStats, verify
 from .base import Backend, EngineInfo, Usage
 from .llamacpp_grammar import make_sampler
-from .llamacpp_kv import KVSession
+from .llamacpp_kv import KVSession, default_cache_mb, total_ram_bytes
 from .llamacpp_vocab import FimTokens, read_fim_tokens
 from .prompt_cache import PromptCache
 
 log = logging.getLogger("minicpm.llamacpp")
 
 DEFAULT_N_CTX = 4096
-# The prompt cache's default budget (MB of KV snapshots, on top of the model and its context)
-# is sized for the machine: an eighth of its RAM within these bounds. 8 GB → 1,024 MB (one
-# ~2k-token MiniCPM-2B conversation at 282 KB per token besides the live one, or ~45k tokens
-# of the stand-in); 16 GB and up → 2,048 MB (three).
-DEFAULT_CACHE_MB_BOUNDS = (512, 2048)
 
 # KV cache types, one for K and V alike ("q8_0") or a K/V pair ("q8_0/f16"). f16 is llama.cpp's
 # default; q8_0 halves it, q4_0 quarters it. A quantized V needs flash attention, and this
@@ -53,21 +48,6 @@ REPACKED_TYPES = {2, 12, 20}  # GGML_TYPE_Q4_0, Q4_K, IQ4_NL: repacked by ggml-c
 # (< 1.2: off); on MiniCPM-2B shapes a 5-token verify costs 1.4x one decode step, which with
 # the stand-in's acceptance traces prices the same tasks at 1.4-2.2x (README, Performance).
 SPECULATIVE_MIN_BYTES = 1_000_000_000
-
-
-def total_ram_bytes() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-    except Exception:  # pragma: no cover - psutil is a dependency
-        return 0
-
-
-def default_cache_mb(ram_bytes: int | None = None) -> float:
-    ram = ram_bytes if ram_bytes is not None else total_ram_bytes()
-    low, high = DEFAULT_CACHE_MB_BOUNDS
-    return float(min(high, max(low, ram / 8 / 2**20)))
 
 
 def split_kv_type(kv_type: str) -> tuple[str, str]:
@@ -305,6 +285,15 @@ class LlamaCppBackend(Backend):
             except Exception:  # pragma: no cover - an optimisation must not fail a request
                 log.exception("could not prepare a snapshot buffer")
 
+    def prefill_tokens(self, tokens: list[int], cancel: threading.Event, chunk_tokens: int = 64,
+                       yield_to: Any = None) -> dict[str, Any]:
+        """Read a prompt prefix into the KV without sampling (``Engine.prefill``)."""
+        self.threads.before_request()
+        try:
+            return self.kv.prefill(tokens, cancel, chunk_tokens, yield_to)
+        finally:
+            self.kv.warm_spare()
+
     def _generate_tokens(self, prompt_tokens: list[int], params: SamplingParams,
                          cancel: threading.Event) -> Iterator[tuple[int, bytes]]:
         check_context(len(prompt_tokens), self.llm.n_ctx())  # stream_text checks first
@@ -312,7 +301,7 @@ class LlamaCppBackend(Backend):
         # Our sampler, with a grammar and log-probabilities when asked (llamacpp_grammar.py).
         sample = make_sampler(self, params, seed, len(prompt_tokens))
         kv = self.kv
-        logits = kv.prepare(prompt_tokens, cancel)  # resumes from the longest cached prefix
+        logits = kv.load_prompt(prompt_tokens, cancel)  # resumes from the longest cached prefix
         if logits is None:
             return
         history = list(prompt_tokens)

@@ -1,7 +1,9 @@
 """The llama.cpp context at the KV level: one live sequence plus the prompt cache.
 
-``KVSession.prepare(tokens)`` makes the context hold ``tokens`` and returns the next-token
+``KVSession.load_prompt(tokens)`` makes the context hold ``tokens`` and returns the next-token
 logits, reusing the longest cached prefix (the live sequence, or a snapshot copied back in);
+``prefill`` makes it hold a prompt prefix without sampling (the server's pre-read), in small
+chunks so that a real request takes over within one;
 ``decode`` appends tokens (several at once for speculative verification); ``truncate`` drops
 rejected ones. The token list of what the KV holds is kept in llama-cpp-python's own
 ``input_ids`` / ``n_tokens``, so code that uses the ``Llama`` object directly (the vision
@@ -36,6 +38,26 @@ SNAPSHOT_ROOM = 1 / 8
 # states are cheap to save into fresh memory anyway.
 SPARE_MIN_BYTES = 16 * 2**20
 PAGE = 4096
+# The prompt cache's default budget (MB of KV snapshots, on top of the model and its context)
+# is sized for the machine: an eighth of its RAM within these bounds. 8 GB → 1,024 MB (one
+# ~2k-token MiniCPM-2B conversation at 282 KB per token besides the live one, or ~45k tokens
+# of the stand-in); 16 GB and up → 2,048 MB (three).
+DEFAULT_CACHE_MB_BOUNDS = (512, 2048)
+
+
+def total_ram_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # pragma: no cover - psutil is a dependency
+        return 0
+
+
+def default_cache_mb(ram_bytes: int | None = None) -> float:
+    ram = ram_bytes if ram_bytes is not None else total_ram_bytes()
+    low, high = DEFAULT_CACHE_MB_BOUNDS
+    return float(min(high, max(low, ram / 8 / 2**20)))
 
 
 def base_buffer(view: np.ndarray) -> np.ndarray:
@@ -118,6 +140,8 @@ class KVSession:
             if rc != 0:
                 # Whatever this chunk wrote is not trusted: drop it, keep what came before.
                 self._lib.llama_memory_seq_rm(self._mem(), 0, llm.n_tokens, -1)
+                if rc == 2:  # stopped by the abort callback (a pre-read giving way)
+                    return None
                 raise RuntimeError(f"llama_decode returned {rc}")
             llm.input_ids[llm.n_tokens:llm.n_tokens + len(chunk)] = chunk
             llm.n_tokens += len(chunk)
@@ -219,14 +243,10 @@ class KVSession:
         self.cache.stats.restore_seconds += time.perf_counter() - t
         return True
 
-    def prepare(self, tokens: Sequence[int], cancel: threading.Event) -> np.ndarray | None:
-        """Make the KV hold ``tokens``; return the logits after the last one (None if
-        cancelled). Reuses the longest cached prefix; at least one token is always decoded."""
-        stats = self.cache.stats
-        t0 = time.perf_counter()
-        save0, restore0 = stats.save_seconds, stats.restore_seconds
-        stats.requests += 1
-        stats.prompt_tokens += len(tokens)
+    def _resume(self, tokens: Sequence[int], keep_last: bool) -> tuple[int, str]:
+        """Make the live sequence the longest cached prefix of ``tokens`` (the live one, or a
+        snapshot copied back in); returns its length and where it came from. ``keep_last``:
+        the last token is left to decode (its logits are wanted)."""
         live = self.tokens
         m_live = common_prefix(live, tokens)
         snap, m_snap = self.cache.best(tokens) if self.cache.enabled else (None, 0)
@@ -236,19 +256,31 @@ class KVSession:
                 self.save_live()  # the live sequence is about to be lost: keep it
             if self._restore(snap):
                 m, source = m_snap, "snapshot"
-                stats.snapshot_hits += 1
+                self.cache.stats.snapshot_hits += 1
             else:
                 m, source = 0, "none"
         else:
             m = m_live
             if m_live < len(live) and len(live) - m_live >= self.cache.min_tokens:
                 self.save_live()
-        m = min(m, len(tokens) - 1)  # the last prompt token must be decoded for its logits
+        if keep_last:
+            m = min(m, len(tokens) - 1)  # the last prompt token must be decoded for its logits
         self.truncate(m)
+        return m, source if m else "none"
+
+    def load_prompt(self, tokens: Sequence[int], cancel: threading.Event) -> np.ndarray | None:
+        """Make the KV hold ``tokens``; return the logits after the last one (None if
+        cancelled). Reuses the longest cached prefix; at least one token is always decoded."""
+        stats = self.cache.stats
+        t0 = time.perf_counter()
+        save0, restore0 = stats.save_seconds, stats.restore_seconds
+        stats.requests += 1
+        stats.prompt_tokens += len(tokens)
+        m, source = self._resume(tokens, keep_last=True)
         if m >= MIN_RESTORE_GAIN:
             stats.hits += 1
         stats.tokens_reused += m
-        self.last_prepare = {"reused": m, "source": source if m else "none",
+        self.last_prepare = {"reused": m, "source": source,
                              "prefilled": len(tokens) - m,
                              "save_s": round(stats.save_seconds - save0, 4),
                              "restore_s": round(stats.restore_seconds - restore0, 4)}
@@ -268,3 +300,40 @@ class KVSession:
             done = time.perf_counter()
             self.last_prepare.update(prefill_s=round(done - t1, 4), prepare_s=round(done - t0, 4))
         return logits
+
+    def prefill(self, tokens: Sequence[int], cancel: threading.Event, chunk_tokens: int = 64,
+                yield_to: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """Make the KV hold ``tokens`` (a prompt prefix: nothing is sampled), ``chunk_tokens``
+        at a time; ``cancel`` and ``yield_to()`` (a real request wants the engine) are checked
+        before every chunk and, through llama.cpp's abort callback, before every graph node
+        inside one, so a request waits for one operation, not a chunk. What was read stays live
+        (and is saved into the cache by the next request that diverges from it)."""
+        t0 = time.perf_counter()
+        if len(tokens) >= self.n_ctx:
+            raise ValueError(f"the prefix ({len(tokens)} tokens) does not fit the context "
+                             f"({self.n_ctx})")
+        m, source = self._resume(tokens, keep_last=False)
+        done, stopped = m, False
+        step = max(1, int(chunk_tokens))
+
+        def stop(_data: Any = None) -> bool:
+            return cancel.is_set() or (yield_to is not None and bool(yield_to()))
+
+        # llama.cpp asks this before every graph node: a chunk is given up mid-way (~ms), not
+        # finished (a 64-token chunk of MiniCPM-2B takes seconds on a busy 2-core laptop).
+        # Only while pre-reading: a Python call per node would slow every decode step.
+        abort = self._lib.ggml_abort_callback(stop)
+        self._lib.llama_set_abort_callback(self.llm.ctx, abort, None)
+        try:
+            while done < len(tokens):
+                chunk = list(tokens[done:done + step])
+                if stop() or self.decode(chunk) is None:
+                    stopped = True
+                    break
+                done += len(chunk)
+        finally:
+            self._lib.llama_set_abort_callback(self.llm.ctx, self._lib.ggml_abort_callback(),
+                                               None)
+        return {"prompt_tokens": len(tokens), "reused": m, "source": source,
+                "prefilled": done - m, "cancelled": stopped,
+                "seconds": round(time.perf_counter() - t0, 4)}

@@ -14,7 +14,6 @@ import itertools
 import logging
 import os
 import queue
-import re
 import signal
 import socket
 import subprocess
@@ -23,7 +22,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +30,15 @@ from ..backends.base import EngineInfo, Usage
 from ..errors import EngineCrashedError
 from ..tools import check_tool_choice
 from .protocol import Channel, decode_error
+from .replies import extend_logprobs, fill_usage, finish_early, last_words
 
 log = logging.getLogger("minicpm.worker")
 
 CANCEL_POLL_S = 0.01  # how often a waiting generation re-reads its cancel flag
 STDERR_TAIL_LINES = 40
-# What explains a death, in llama.cpp's output: its asserts, aborts and C++ exceptions.
-_FATAL = re.compile(r"GGML_ASSERT|GGML_ABORT|terminate called|what\(\)|error|insufficient memory",
-                    re.IGNORECASE)
 _LEVELS = {"INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
            "CRITICAL": logging.CRITICAL}
 CLOSE_TIMEOUT_S = 30.0
-CLOSE_WAIT_S = 10.0  # a generation closed early waits this long for the worker to stop  # a clean close waits for the running generation (one token away)
 _SIGNAL_WHY = {
     "SIGKILL": "likely out of memory: the system's OOM killer ends processes with SIGKILL",
     "SIGABRT": "a native abort in the model code (llama.cpp assert)",
@@ -293,22 +288,47 @@ class WorkerEngine:
                     continue
                 if what == "delta":
                     text, lps, usage_d = value
-                    _extend_logprobs(holder, lps)
+                    extend_logprobs(holder, lps)
                     if usage_d:
-                        _fill_usage(usage, usage_d)
+                        fill_usage(usage, usage_d)
                     yield text
                 elif what == "done":
                     finished = True
                     usage_d, lps = value
-                    _extend_logprobs(holder, lps)
-                    _fill_usage(usage, usage_d)
+                    extend_logprobs(holder, lps)
+                    fill_usage(usage, usage_d)
                     return
                 else:
                     finished = True
                     raise value if isinstance(value, BaseException) else decode_error(value)
         finally:
             if not finished and w.alive:  # closed early: stop the worker's work, and wait
-                _finish_early(w, rid, q, usage, cancelled)  # for it, as Engine's close does
+                finish_early(w, rid, q, usage, cancelled)  # for it, as Engine's close does
+            w.end(rid)
+
+    def prefill(self, prompt: str | Sequence[dict[str, Any]], *,
+                cancel: threading.Event | None = None, chunk_tokens: int = 64,
+                continues: bool = True) -> dict[str, Any]:
+        """``Engine.prefill`` in the worker; ``cancel`` is forwarded as a chat's is (a chat or
+        completion sent meanwhile also stops it there, within one chunk)."""
+        w = self._w
+        rid, q = w.open()
+        sent_cancel = False
+        try:
+            w.send("prefill", rid, {"prompt": prompt if isinstance(prompt, str) else list(prompt),
+                                    "chunk_tokens": int(chunk_tokens), "continues": continues})
+            while True:
+                if not sent_cancel and cancel is not None and cancel.is_set():
+                    sent_cancel = True
+                    w.send("cancel", rid)
+                try:
+                    what, value = q.get(timeout=CANCEL_POLL_S)
+                except queue.Empty:
+                    continue
+                if what == "error":
+                    raise value if isinstance(value, BaseException) else decode_error(value)
+                return value
+        finally:
             w.end(rid)
 
     def close(self) -> None:
@@ -328,49 +348,6 @@ class WorkerEngine:
         i = self.info
         return (f"<minicpm.WorkerEngine {i.label} [{i.backend}/{i.device}, {i.quantization}] "
                 f"pid {self.pid}>")
-
-
-def last_words(tail: list[str], fallback: bool = True) -> list[str]:
-    """The lines of a dead worker's stderr that say why: the last fatal-looking ones (a
-    GGML_ASSERT with its source path shortened), else (``fallback``) the last few."""
-    fatal = [t for t in tail if _FATAL.search(t)][-2:]
-    lines = fatal or ([t for t in tail if t.strip()][-3:] if fallback else [])
-    return [re.sub(r"^\S*/vendor/(llama\.cpp/)", r"\1", t.strip()) for t in lines]
-
-
-def _finish_early(w: WorkerProcess, rid: int, q: queue.SimpleQueue[tuple[str, Any]],
-                  usage: Usage, cancelled: bool) -> None:
-    """A generation closed before its end: cancel it in the worker and wait (a token, at
-    most ``CLOSE_WAIT_S``) for its final usage, so that ``usage`` is complete after close and
-    the engine is free for the next request, as with an in-process Generation."""
-    try:
-        if not cancelled:
-            w.send("cancel", rid)
-        end = time.monotonic() + CLOSE_WAIT_S
-        while (left := end - time.monotonic()) > 0:
-            what, value = q.get(timeout=left)
-            if what == "done":
-                _fill_usage(usage, value[0])
-                return
-            if what == "error":
-                return
-    except Exception:  # the worker died meanwhile, or is slow: the usage stays partial
-        pass
-
-
-def _extend_logprobs(holder: list[Generation], lps: list[dict[str, Any]] | None) -> None:
-    if lps:
-        gen = holder[0]
-        if getattr(gen, "token_logprobs", None) is None:
-            gen.token_logprobs = []  # type: ignore[attr-defined]
-        gen.token_logprobs.extend(lps)  # type: ignore[attr-defined]
-
-
-def _fill_usage(usage: Usage, values: dict[str, Any]) -> None:
-    known = {f.name for f in fields(usage)}
-    for k, v in values.items():  # unknown fields too: a newer Usage's fields survive
-        if k in known or not hasattr(type(usage), k):
-            setattr(usage, k, v)
 
 
 def load(model: str | Path | None = None, backend: str = "auto", *,

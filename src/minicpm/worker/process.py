@@ -62,6 +62,10 @@ class Worker:
                 ev = self.cancels[rid] = threading.Event()
                 threading.Thread(target=self.generate, args=(kind, rid, body, ev),
                                  name=f"minicpm-gen-{rid}", daemon=True).start()
+            elif kind == "prefill":
+                ev = self.cancels[rid] = threading.Event()
+                threading.Thread(target=self.prefill, args=(rid, body, ev),
+                                 name=f"minicpm-prefill-{rid}", daemon=True).start()
             elif kind == "cancel":
                 ev = self.cancels.get(rid)
                 if ev is not None:
@@ -104,6 +108,18 @@ class Worker:
             self.reply("result", rid, getattr(self.engine, method)(*args))
         except Exception as exc:
             self.reply("error", rid, encode_error(exc))
+
+    def prefill(self, rid: int, body: dict[str, Any], cancel: threading.Event) -> None:
+        try:
+            if self.engine is None:
+                raise ValueError("no model loaded")
+            self.reply("result", rid, self.engine.prefill(
+                body["prompt"], cancel=cancel, chunk_tokens=body.get("chunk_tokens", 64),
+                continues=body.get("continues", True)))
+        except BaseException as exc:
+            self.reply("error", rid, encode_error(exc))
+        finally:
+            self.cancels.pop(rid, None)
 
     def generate(self, kind: str, rid: int, body: dict[str, Any], cancel: threading.Event) -> None:
         gen = None

@@ -6,7 +6,8 @@ Every message is ``(kind, rid, body)``; ``rid`` ties replies to their request so
 calls (``count_tokens``) and cancels travel while a generation streams.
 
 client → worker: ``load`` {model, backend, options} · ``chat`` {messages, images, truncate,
-options} · ``complete`` {prompt, truncate, options} · ``call`` (method, args) · ``cancel`` ·
+options} · ``complete`` {prompt, truncate, options} · ``prefill`` {prompt, chunk_tokens, continues} (a pre-read; answered by one
+``result``, cancelled like a generation) · ``call`` (method, args) · ``cancel`` ·
 ``close``.
 worker → client: ``loaded`` {info, defaults, can_tokenize, fim} · ``delta`` (text, logprobs)
 · ``done`` (usage dict, logprobs) · ``result`` value · ``error`` (see ``encode_error``).
