@@ -77,7 +77,7 @@ class EngineHost:
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def check_model(self, model: str | None, backend: str | None = None) -> Path | None:
+    def resolve_model_path(self, model: str | None, backend: str | None = None) -> Path | None:
         """Resolve a model name (file-system walks: call it off the event loop) so that an
         unknown one is a 404 at once and not a background failure. Returns the file or
         folder, None for remote."""
@@ -91,7 +91,7 @@ class EngineHost:
                    chosen: bool = False, delay: float = 0.0) -> None:
         """Load in a background thread; the current engine keeps serving until the new one is
         ready (then it is swapped in, and the old one closed once its generations end).
-        ``path``: what ``check_model`` gave; without it the name is resolved in that thread
+        ``path``: what ``resolve_model_path`` gave; without it the name is resolved in that thread
         (a bad name then shows as the ``error`` state). ``chosen``: the user picked this model
         (load it even if it crashed the engine before); otherwise (start-up, first use, a
         restart) a model remembered as bad is refused. ``delay``: restart backoff."""
@@ -125,7 +125,7 @@ class EngineHost:
             nonlocal key
             holder: list[Any] = []
             try:
-                found = self.check_model(model, backend) if path is _UNRESOLVED else path
+                found = self.resolve_model_path(model, backend) if path is _UNRESOLVED else path
                 key = str(found) if found is not None else key
                 if chosen:
                     self.crashes.forget(key)

@@ -144,7 +144,7 @@ class LoadHandler(BaseHandler):
             raise RequestError(400, "backend must be auto, llama.cpp, torch or remote")
         # Resolving a name walks folders: off the event loop. An unknown name is a 404 now.
         path = await asyncio.get_running_loop().run_in_executor(
-            None, self.host.check_model, model or None, backend)
+            None, self.host.resolve_model_path, model or None, backend)
         self.host.start_load(model or None, backend, body.get("device"), path=path, chosen=True)
         self.set_status(202)
         self.finish(self.host.status())

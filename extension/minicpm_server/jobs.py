@@ -105,10 +105,7 @@ def run_job(job: Job, engine: Any, loop: asyncio.AbstractEventLoop,
         post(finish, job, Failed(status_for(e), message_for(e), code_for(e)))
     finally:
         if gen is not None:
-            try:
-                gen.close()
-            except Exception:  # closing a finished generator may raise; nothing to do
-                pass
+            gen.close()  # never raises
 
 
 def cancelled_usage() -> minicpm.Usage:

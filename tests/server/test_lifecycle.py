@@ -31,13 +31,13 @@ def held_load(monkeypatch: Any) -> Iterator[threading.Event]:
     from minicpm_server.engine_host import EngineHost
 
     release = threading.Event()
-    real = EngineHost.check_model
+    real = EngineHost.resolve_model_path
 
-    def check_model(self: Any, *a: Any, **kw: Any) -> Any:
+    def resolve_model_path(self: Any, *a: Any, **kw: Any) -> Any:
         release.wait(120)
         return real(self, *a, **kw)
 
-    monkeypatch.setattr(EngineHost, "check_model", check_model)
+    monkeypatch.setattr(EngineHost, "resolve_model_path", resolve_model_path)
     yield release
     release.set()
 

@@ -167,8 +167,10 @@ class KVSession:
         buf = min((b for b in (base_buffer(s.data) for s in stale) if b.nbytes >= size),
                   key=lambda b: b.nbytes, default=None)
         del stale
+        into_spare = False
         if buf is None:
             buf = self._take_spare(size)
+            into_spare = buf is not None
         capacity = buf.nbytes if buf is not None else \
             min(int(size * (1 + SNAPSHOT_ROOM)), self.cache.budget_bytes)
         self.cache.make_room(capacity)  # free first, so peak memory stays within the budget
@@ -179,7 +181,7 @@ class KVSession:
         if n == 0:
             return False
         self.cache.put(toks, buf[:n], capacity)
-        self.cache.stats.save_seconds += time.perf_counter() - t
+        self.cache.stats.record_save(time.perf_counter() - t, into_spare)
         return True
 
     def warm_spare(self) -> bool:
@@ -216,7 +218,6 @@ class KVSession:
         buf, self._spare = self._spare, None
         self.cache.reserved_bytes = 0
         if buf is not None and buf.nbytes >= size:
-            self.cache.stats.spare_saves += 1
             return buf
         return None
 
@@ -239,8 +240,7 @@ class KVSession:
             return False
         self.llm.input_ids[: len(snap.tokens)] = snap.tokens
         self.llm.n_tokens = len(snap.tokens)
-        self.cache.stats.restores += 1
-        self.cache.stats.restore_seconds += time.perf_counter() - t
+        self.cache.stats.record_restore(time.perf_counter() - t)
         return True
 
     def _resume(self, tokens: Sequence[int], keep_last: bool) -> tuple[int, str]:
@@ -256,7 +256,6 @@ class KVSession:
                 self.save_live()  # the live sequence is about to be lost: keep it
             if self._restore(snap):
                 m, source = m_snap, "snapshot"
-                self.cache.stats.snapshot_hits += 1
             else:
                 m, source = 0, "none"
         else:
@@ -274,12 +273,8 @@ class KVSession:
         stats = self.cache.stats
         t0 = time.perf_counter()
         save0, restore0 = stats.save_seconds, stats.restore_seconds
-        stats.requests += 1
-        stats.prompt_tokens += len(tokens)
         m, source = self._resume(tokens, keep_last=True)
-        if m >= MIN_RESTORE_GAIN:
-            stats.hits += 1
-        stats.tokens_reused += m
+        stats.record_request(len(tokens), m, from_snapshot=source == "snapshot")
         self.last_prepare = {"reused": m, "source": source,
                              "prefilled": len(tokens) - m,
                              "save_s": round(stats.save_seconds - save0, 4),

@@ -153,10 +153,7 @@ class Worker:
         finally:
             self.cancels.pop(rid, None)
             if gen is not None:
-                try:
-                    gen.close()
-                except Exception:  # closing a finished generator may raise; nothing to do
-                    pass
+                gen.close()  # never raises
 
     def close(self) -> None:
         """Free the model (after a running generation ends: Engine.close takes its lock)."""
