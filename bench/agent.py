@@ -17,8 +17,10 @@ every request body (JSON) so the same prompts can be replayed on another model (
 time per agent step; prefill of the tool schema should come from the prompt cache after the
 first request).
 
-Mirrors labextension/src/agent/tools.ts (TOOLS, validateCall) and loop.ts (SYSTEM,
-notebookOutline): change them together.
+The tools and the system prompt are read from labextension/src/agent/tools.json, the file
+the sidebar imports; validate() follows tools.ts's validateCall (schema types, enum,
+minimum, cell numbers in range) and outline() loop.ts's notebookOutline (without truncation:
+the tasks' notebooks are small).
 """
 
 from __future__ import annotations
@@ -29,35 +31,18 @@ import os
 import statistics
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import nbformat
 from server import start_server  # bench/server.py: jupyter server + minicpm_server subprocess
 
 TOKEN = "bench"
-CELL = {"type": "integer", "description": "cell number, from 1"}
-
-
-def _fn(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
-        "type": "object", "properties": props, "required": required, "additionalProperties": False}}}
-
-
-TOOLS = [
-    _fn("read_cells", "Read cells with their outputs.", {"first": CELL, "last": CELL}, ["first", "last"]),
-    _fn("edit_cell", "Replace the source of a cell.", {"cell": CELL, "source": {"type": "string"}},
-        ["cell", "source"]),
-    _fn("insert_cell", "Insert a new cell.", {
-        "position": {"type": "integer", "description": "number the new cell gets, from 1"},
-        "type": {"type": "string", "enum": ["code", "markdown"]}, "source": {"type": "string"}},
-        ["position", "type", "source"]),
-    _fn("delete_cell", "Delete a cell.", {"cell": CELL}, ["cell"]),
-    _fn("run_cell", "Run a code cell and read its output.", {"cell": CELL}, ["cell"]),
-    _fn("read_variable", "Describe a kernel variable.", {"name": {"type": "string"}}, ["name"]),
-]
-SYSTEM = ("You edit a Jupyter notebook with tools. Cells are numbered from 1, as shown below. "
-          "Call a tool to change, add, delete or run cells; the user accepts or rejects each "
-          "change. When the task is done, answer in one or two sentences without calling a tool.")
+# The sidebar's own system prompt and tools (one source: tools.ts imports the same file).
+SPEC_PATH = Path(__file__).resolve().parent.parent / "labextension/src/agent/tools.json"
+SPEC = json.loads(SPEC_PATH.read_text())
+TOOLS: list[dict[str, Any]] = SPEC["tools"]
+SYSTEM: str = SPEC["system"]
 
 TASKS: list[tuple[str, list[str], str]] = [
     ("rename", ["data = [1, 2, 3]", "total = sum(data)", "print(total / len(data))"],
@@ -102,8 +87,8 @@ def validate(name: Any, raw: Any, n: int) -> tuple[dict[str, Any] | None, str | 
         want = props[k]["type"]
         if want == "integer" and (not isinstance(v, int) or isinstance(v, bool)):
             return None, f"{k} must be an integer"
-        if want == "integer" and v < 1:
-            return None, f"{k} {v} is out of range (numbers start at 1)"
+        if want == "integer" and v < props[k].get("minimum", v):
+            return None, f"{k} {v} is out of range (numbers start at {props[k]['minimum']})"
         if want == "string" and not isinstance(v, str):
             return None, f"{k} must be a string"
         if "enum" in props[k] and v not in props[k]["enum"]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from fractions import Fraction
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -114,3 +115,12 @@ def test_bounded_values_sampled_hot_validate() -> None:
     finally:
         e.close()
     assert done >= 2
+
+
+def test_the_notebook_agents_tools_convert() -> None:
+    # The sidebar's tools (labextension/src/agent/tools.json, also read by bench/agent.py) must
+    # be accepted by the local engine's grammar converter, bounds and all.
+    spec = json.loads((Path(__file__).resolve().parents[2] / "labextension/src/agent/tools.json")
+                      .read_text())
+    gbnf = tool_calls_grammar(check_tools(spec["tools"]))
+    assert "[1-9] [0-9]{1,15}" in gbnf and '\\"cell\\"' in gbnf

@@ -8,7 +8,7 @@
  * (view.ts + nbops.ts) supplies the notebook and the UI; jest drives it with fakes.
  */
 import { ICellState, INotebookOps, TurnCheckpoint } from './checkpoint';
-import { AgentCall, TOOLS, isProposal, validateCall } from './tools';
+import { AgentCall, SYSTEM, TOOLS, isProposal, validateCall } from './tools';
 
 export interface IWireCall {
   id: string;
@@ -59,12 +59,6 @@ export interface ITurnResult {
   error?: string;
   checkpoint: TurnCheckpoint;
 }
-
-export const SYSTEM = [
-  'You edit a Jupyter notebook with tools. Cells are numbered from 1, as shown below.',
-  'Call a tool to change, add, delete or run cells; the user accepts or rejects each change.',
-  'When the task is done, answer in one or two sentences without calling a tool.'
-].join(' ');
 
 const CELL_CHARS = 1200;
 const NOTEBOOK_CHARS = 6000;
