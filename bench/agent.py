@@ -137,8 +137,10 @@ def run_task(url: str, token: str, task: tuple[str, list[str], str], args: Any,
     step_s: list[float] = []
     t0 = time.perf_counter()
     end = "step-limit"
-    for _ in range(args.steps):
-        body = {"messages": messages, "tools": TOOLS, "tool_choice": args.tool_choice, "temperature": 0,
+    for step in range(args.steps):
+        choice = "required" if args.tool_choice == "required" or (
+            args.tool_choice == "first" and step == 0) else "auto"  # as loop.ts toolChoiceFor
+        body = {"messages": messages, "tools": TOOLS, "tool_choice": choice, "temperature": 0,
                 "max_tokens": args.max_tokens, "stream": False}
         record.append({"task": key, "body": json.loads(json.dumps(body))})
         s0 = time.perf_counter()
@@ -192,8 +194,9 @@ def main() -> None:
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", default="/tmp/agent_prompts.json")
-    ap.add_argument("--tool-choice", default="auto", choices=["auto", "required"],
-                    help="the sidebar sends auto; required forces a call every step (validity)")
+    ap.add_argument("--tool-choice", default="first", choices=["first", "auto", "required"],
+                    help="as the sidebar's agentToolChoice: first (step 1 must call a tool), "
+                         "auto, or required (a call every step: validity)")
     ap.add_argument("--tasks", type=int, default=len(TASKS), help="run the first N tasks")
     ap.add_argument("--replay")
     ap.add_argument("--url")

@@ -60,6 +60,15 @@ describe('AgentTurn', () => {
     expect(f.cells()[1].source).toBe('print(y)');
   });
 
+  it('tool_choice: the first request must call a tool by default, later ones may answer', async () => {
+    const f = fakeHost([{ content: null, tool_calls: [call('read_cells', { first: 1, last: 2 })] }, { content: 'ok' }]);
+    await new AgentTurn(f.host, opts).run([], 'x');
+    expect(f.requests.map(b => b.tool_choice)).toEqual(['required', 'auto']);
+    const g = fakeHost([{ content: 'ok' }]);
+    await new AgentTurn(g.host, { ...opts, agentToolChoice: 'auto' }).run([], 'x');
+    expect(g.requests[0].tool_choice).toBe('auto');
+  });
+
   it('a rejected delete and a declined run change nothing and say so', async () => {
     const f = fakeHost(
       [{ content: '', tool_calls: [call('delete_cell', { cell: 1 }, 'd1'), call('delete_cell', { cell: 2 }, 'd2'), call('run_cell', { cell: 1 }, 'r')] }],

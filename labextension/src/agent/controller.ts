@@ -8,7 +8,7 @@ import type { NotebookPanel } from '@jupyterlab/notebook';
 import { el } from '../sidebar/dom';
 import type { KernelVariables } from '../sidebar/kernelvars';
 import { MENTION_TOKENS } from '../variables';
-import { AgentTurn, IAgentHost, IAgentMessage } from './loop';
+import { AgentTurn, IAgentHost, IAgentMessage, ToolChoice } from './loop';
 import { NotebookOps } from './nbops';
 import { AgentView } from './view';
 
@@ -18,7 +18,7 @@ export interface IAgentDeps {
   panel(): NotebookPanel | null;
   /** the sidebar's kernel-variable inspector */
   kernel(): KernelVariables;
-  settings(): { stepLimit: number; temperature: number; maxTokens: number };
+  settings(): { stepLimit: number; temperature: number; maxTokens: number; agentToolChoice?: ToolChoice };
   /** the mode or the busy state changed (the panel makes Send or Stop live) */
   changed(): void;
   /** the chat's log and context bar, hidden in Agent mode */

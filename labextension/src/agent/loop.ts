@@ -60,6 +60,17 @@ export interface ITurnResult {
   checkpoint: TurnCheckpoint;
 }
 
+/**
+ * "first": the first request must call a tool (a read is enough), later ones may answer in
+ * words: a 1-2B model asked for a change otherwise tends to describe it instead of making it.
+ * "auto": the model decides every step; "required": every step calls a tool (ends at the limit).
+ */
+export type ToolChoice = 'first' | 'auto' | 'required';
+
+export function toolChoiceFor(choice: ToolChoice, step: number): 'auto' | 'required' {
+  return choice === 'required' || (choice === 'first' && step === 1) ? 'required' : 'auto';
+}
+
 const CELL_CHARS = 1200;
 const NOTEBOOK_CHARS = 6000;
 
@@ -84,7 +95,7 @@ export class AgentTurn {
 
   constructor(
     private host: IAgentHost,
-    private options: { stepLimit: number; temperature: number; maxTokens: number }
+    private options: { stepLimit: number; temperature: number; maxTokens: number; agentToolChoice?: ToolChoice }
   ) {
     this.checkpoint = new TurnCheckpoint(host);
   }
@@ -119,7 +130,7 @@ export class AgentTurn {
           {
             messages,
             tools: TOOLS,
-            tool_choice: 'auto',
+            tool_choice: toolChoiceFor(this.options.agentToolChoice ?? 'first', step),
             temperature: this.options.temperature,
             max_tokens: this.options.maxTokens,
             stream: false
