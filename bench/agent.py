@@ -175,15 +175,50 @@ def schema_tokens(url: str, token: str) -> int:
     return with_tools["usage"]["prompt_tokens"] - without["usage"]["prompt_tokens"]
 
 
-def replay(url: str, token: str, path: str) -> None:
-    rows = []
-    for r in json.load(open(path)):
+def reused_tokens(url: str, token: str) -> int:
+    """The prompt cache's running count of prompt tokens reused (GET /minicpm/status)."""
+    req = urllib.request.Request(url + "/minicpm/status", headers={"Authorization": f"token {token}"})
+    status = json.loads(urllib.request.urlopen(req, timeout=60).read())
+    return int(((status.get("cache") or {}).get("prompt_cache") or {}).get("tokens_reused", 0))
+
+
+def replay(url: str, token: str, path: str, tasks: int) -> None:
+    """Time every recorded request on the server's model: a task's first step (a new notebook
+    in the system text) against its later steps (the conversation so far comes from the prompt
+    cache). The recorded conversations are kept; the tools are today's (tools.json)."""
+    records = json.load(open(path))
+    keep = list(dict.fromkeys(r["task"] for r in records))[:tasks]
+    records = [r for r in records if r["task"] in keep]
+    load = open("/proc/loadavg").read().split()[:3]
+    rows: list[dict[str, Any]] = []
+    print(f"{'task':<10} {'step':<5} {'prompt':>6} {'cached':>6} {'ttft s':>7} {'out':>4} "
+          f"{'tok/s':>6} {'step s':>7}", flush=True)
+    for i, r in enumerate(records):
+        first = i == 0 or records[i - 1]["task"] != r["task"]
+        before = reused_tokens(url, token)
         s0 = time.perf_counter()
-        post(url, token, r["body"])
-        rows.append((r["task"], time.perf_counter() - s0))
-    per = [s for _, s in rows]
-    print(json.dumps({"requests": len(rows), "step_s_median": round(statistics.median(per), 2),
-                      "step_s_first": round(per[0], 2), "loadavg": open("/proc/loadavg").read().split()[:3]}))
+        usage = post(url, token, {**r["body"], "tools": TOOLS})["usage"]
+        row = {"task": r["task"], "step": "first" if first else "later",
+               "prompt_tokens": usage["prompt_tokens"], "cached": reused_tokens(url, token) - before,
+               "ttft_s": round(usage.get("time_to_first_token") or 0.0, 2),
+               "completion_tokens": usage["completion_tokens"],
+               "decode_tok_s": usage.get("tokens_per_second"), "step_s": round(time.perf_counter() - s0, 2)}
+        rows.append(row)
+        print(f"{row['task']:<10} {row['step']:<5} {row['prompt_tokens']:>6} {row['cached']:>6} "
+              f"{row['ttft_s']:>7} {row['completion_tokens']:>4} {row['decode_tok_s']!s:>6} "
+              f"{row['step_s']:>7}", flush=True)
+
+    def med(step: str, key: str) -> float | None:
+        vals = [x[key] for x in rows if x["step"] == step]
+        return round(statistics.median(vals), 2) if vals else None
+
+    print(json.dumps({"summary": {
+        "requests": len(rows), "tasks": keep, "loadavg_before": load,
+        "loadavg_after": open("/proc/loadavg").read().split()[:3],
+        "very_first_step_s": rows[0]["step_s"] if rows else None,
+        **{f"{step}_{key}_median": med(step, key) for step in ("first", "later")
+           for key in ("step_s", "ttft_s", "cached", "prompt_tokens", "decode_tok_s")}},
+        "rows": rows}))
 
 
 def main() -> None:
@@ -209,7 +244,7 @@ def main() -> None:
         proc, url = start_server(args.model, args.n_ctx, args.threads, 1)
     try:
         if args.replay:
-            replay(url, args.token, args.replay)
+            replay(url, args.token, args.replay, args.tasks)
             return
         load = open("/proc/loadavg").read().split()[:3]
         tokens = schema_tokens(url, args.token)
