@@ -34,7 +34,8 @@ export interface IProposal {
 }
 
 export interface IAgentHost extends INotebookOps {
-  /** POST `body` to the OpenAI chat route; the parsed JSON answer */
+  /** POST `body` to the OpenAI chat route (streamed: the words show as they come); the answer
+   * as one chat.completion-shaped object (stream.ts folds the chunks) */
   complete(body: Record<string, unknown>, signal: AbortSignal): Promise<any>;
   language(): string;
   /** cells `first`..`last` (from 1) with outputs, as text for the model */
@@ -133,7 +134,7 @@ export class AgentTurn {
             tool_choice: toolChoiceFor(this.options.agentToolChoice ?? 'first', step),
             temperature: this.options.temperature,
             max_tokens: this.options.maxTokens,
-            stream: false
+            stream: true // the host folds the chunks back into one message (stream.ts)
           },
           this.abort.signal
         );
