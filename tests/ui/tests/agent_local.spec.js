@@ -3,9 +3,10 @@
  * llama.cpp, tool calls constrained by the grammar), not a scripted fake. The stand-in's edits
  * are poor, so this asserts the flow, not the text: every call is well-formed (no argument or
  * JSON errors come back); a diff is shown before any change; Accept applies exactly the call's
- * source; Undo restores the notebook. If the model only reads and then answers in words, the
- * turn must end cleanly with the notebook unchanged. Greedy (temperature 0), the first request
- * must call a tool (agentToolChoice "first"), at most 2 requests per turn.
+ * source; Undo restores the notebook. If the model only reads (or its call does not fit the
+ * notebook), the turn must end cleanly with the notebook unchanged. Greedy (temperature 0) and
+ * every request must call a tool (agentToolChoice "required"; with "first" the stand-in reads
+ * cell 1 and then answers in words), so the turn ends at the step limit, 2.
  */
 const path = require('path');
 const { expect, test, galata } = require('@jupyterlab/galata');
@@ -19,7 +20,7 @@ test.use({
   autoGoto: true,
   mockSettings: {
     ...galata.DEFAULT_SETTINGS,
-    'jupyter-minicpm:plugin': { temperature: 0, maxTokens: 160, agentStepLimit: 2, agentToolChoice: 'first' }
+    'jupyter-minicpm:plugin': { temperature: 0, maxTokens: 160, agentStepLimit: 2, agentToolChoice: 'required' }
   }
 });
 
@@ -68,7 +69,7 @@ test('the stand-in in Agent mode: well-formed calls, a diff before any change, A
   const panel = page.locator('#minicpm-chat');
   await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 180000 });
   await panel.getByRole('button', { name: 'Agent', exact: true }).click();
-  await panel.getByTestId('minicpm-input').fill('Change cell 1 so that a is 10.');
+  await panel.getByTestId('minicpm-input').fill('Edit cell 1 so that it sets a = 10.');
   await panel.getByTestId('minicpm-send').click();
   await expect(panel).toHaveClass(/jp-mod-busy/);
 
@@ -103,7 +104,8 @@ test('the stand-in in Agent mode: well-formed calls, a diff before any change, A
 
   // every call the model made was well-formed for its schema (the grammar's job)
   const calls = await panel.getByTestId('minicpm-agent-call').count();
-  expect(calls).toBeGreaterThan(0); // the first request had to call a tool
+  expect(calls).toBe(2); // every request had to call a tool (no parallel calls on the local engine)
+  await expect(panel.getByTestId('minicpm-agent-note').last()).toContainText('Stopped after 2 steps');
   for (const e of await panel.getByTestId('minicpm-agent-error').allTextContents()) {
     expect(e).not.toMatch(MALFORMED);
   }
