@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import time
 import urllib.request
@@ -43,6 +44,24 @@ SPEC_PATH = Path(__file__).resolve().parent.parent / "labextension/src/agent/too
 SPEC = json.loads(SPEC_PATH.read_text())
 TOOLS: list[dict[str, Any]] = SPEC["tools"]
 SYSTEM: str = SPEC["system"]
+
+
+def request_text(outline_text: str, request: str) -> str:
+    """tools.ts requestText: the notebook goes in the user turn (one pass over the template)."""
+    return re.sub(r"\{(outline|request)\}",
+                  lambda m: outline_text if m.group(1) == "outline" else request, SPEC["request"])
+
+
+def relayout(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A conversation recorded before the outline moved out of the system text → today's."""
+    head = f"{SYSTEM}\n\nThe notebook:\n"
+    first = messages[0].get("content") or ""
+    if messages[0].get("role") != "system" or not first.startswith(head):
+        return messages
+    out = [{"role": "system", "content": SYSTEM}, *messages[1:]]
+    user = next(i for i, m in enumerate(out) if m["role"] == "user")
+    out[user] = {**out[user], "content": request_text(first[len(head):], out[user]["content"])}
+    return out
 
 TASKS: list[tuple[str, list[str], str]] = [
     ("rename", ["data = [1, 2, 3]", "total = sum(data)", "print(total / len(data))"],
@@ -131,8 +150,8 @@ def run_task(url: str, token: str, task: tuple[str, list[str], str], args: Any,
     key, sources, request = task
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": f"{SYSTEM}\n\nThe notebook:\n{outline(nb)}"},
-        {"role": "user", "content": request}]
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": request_text(outline(nb), request)}]
     calls = valid = schema_ok = steps = 0
     step_s: list[float] = []
     t0 = time.perf_counter()
@@ -185,7 +204,8 @@ def reused_tokens(url: str, token: str) -> int:
 def replay(url: str, token: str, path: str, tasks: int) -> None:
     """Time every recorded request on the server's model: a task's first step (a new notebook
     in the system text) against its later steps (the conversation so far comes from the prompt
-    cache). The recorded conversations are kept; the tools are today's (tools.json)."""
+    cache). The recorded conversations are kept; the tools and the layout are today's
+    (tools.json; an older record's outline moves from the system text to the user turn)."""
     records = json.load(open(path))
     keep = list(dict.fromkeys(r["task"] for r in records))[:tasks]
     records = [r for r in records if r["task"] in keep]
@@ -197,7 +217,8 @@ def replay(url: str, token: str, path: str, tasks: int) -> None:
         first = i == 0 or records[i - 1]["task"] != r["task"]
         before = reused_tokens(url, token)
         s0 = time.perf_counter()
-        usage = post(url, token, {**r["body"], "tools": TOOLS})["usage"]
+        body = {**r["body"], "tools": TOOLS, "messages": relayout(r["body"]["messages"])}
+        usage = post(url, token, body)["usage"]
         row = {"task": r["task"], "step": "first" if first else "later",
                "prompt_tokens": usage["prompt_tokens"], "cached": reused_tokens(url, token) - before,
                "ttft_s": round(usage.get("time_to_first_token") or 0.0, 2),

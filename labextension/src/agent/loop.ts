@@ -8,7 +8,7 @@
  * (view.ts + nbops.ts) supplies the notebook and the UI; jest drives it with fakes.
  */
 import { ICellState, INotebookOps, TurnCheckpoint } from './checkpoint';
-import { AgentCall, SYSTEM, TOOLS, isProposal, validateCall } from './tools';
+import { AgentCall, SYSTEM, TOOLS, isProposal, requestText, validateCall } from './tools';
 
 export interface IWireCall {
   id: string;
@@ -113,9 +113,9 @@ export class AgentTurn {
   /** Run one turn: `history` (earlier user/assistant words) and the new request `text`. */
   async run(history: IAgentMessage[], text: string): Promise<ITurnResult> {
     const messages: IAgentMessage[] = [
-      { role: 'system', content: `${SYSTEM}\n\nThe notebook:\n${notebookOutline(this.host.cells())}` },
+      { role: 'system', content: SYSTEM },
       ...history,
-      { role: 'user', content: text }
+      { role: 'user', content: requestText(notebookOutline(this.host.cells()), text) }
     ];
     const result = (reason: ITurnResult['reason'], steps: number, answer = '', error?: string): ITurnResult => ({
       answer,

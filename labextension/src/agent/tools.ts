@@ -31,6 +31,15 @@ export const MAX_SOURCE = 20000;
 export const TOOLS = spec.tools;
 export const SYSTEM: string = spec.system;
 
+/**
+ * The user turn that carries the notebook: the outline goes here, not in the system text, so
+ * the system text and the tools after it are the same for every turn and notebook, and the
+ * server's prompt cache keeps their prefill (one pass, no placeholder read twice).
+ */
+export function requestText(outline: string, request: string): string {
+  return spec.request.replace(/\{(outline|request)\}/g, (_: string, k: string) => (k === 'outline' ? outline : request));
+}
+
 export const TOOL_NAMES = TOOLS.map(t => t.function.name);
 
 /** The notebook as validation sees it: cell ids and types, in order. */
