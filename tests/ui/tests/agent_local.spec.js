@@ -69,7 +69,7 @@ test('the stand-in in Agent mode: well-formed calls, a diff before any change, A
   const panel = page.locator('#minicpm-chat');
   await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 180000 });
   await panel.getByRole('button', { name: 'Agent', exact: true }).click();
-  await panel.getByTestId('minicpm-input').fill('Edit cell 1 so that it sets a = 10.');
+  await panel.getByTestId('minicpm-input').fill('Call edit_cell on cell 1 with the source a = 10');
   await panel.getByTestId('minicpm-send').click();
   await expect(panel).toHaveClass(/jp-mod-busy/);
 
