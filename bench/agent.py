@@ -17,8 +17,10 @@ every request body (JSON) so the same prompts can be replayed on another model (
 time per agent step; prefill of the tool schema should come from the prompt cache after the
 first request).
 
-Mirrors labextension/src/agent/tools.ts (TOOLS, validateCall) and loop.ts (SYSTEM,
-notebookOutline): change them together.
+The tools and the system prompt are read from labextension/src/agent/tools.json, the file
+the sidebar imports; validate() follows tools.ts's validateCall (schema types, enum,
+minimum, cell numbers in range) and outline() loop.ts's notebookOutline (without truncation:
+the tasks' notebooks are small).
 """
 
 from __future__ import annotations
@@ -26,38 +28,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import nbformat
 from server import start_server  # bench/server.py: jupyter server + minicpm_server subprocess
 
 TOKEN = "bench"
-CELL = {"type": "integer", "description": "cell number, from 1"}
+# The sidebar's own system prompt and tools (one source: tools.ts imports the same file).
+SPEC_PATH = Path(__file__).resolve().parent.parent / "labextension/src/agent/tools.json"
+SPEC = json.loads(SPEC_PATH.read_text())
+TOOLS: list[dict[str, Any]] = SPEC["tools"]
+SYSTEM: str = SPEC["system"]
 
 
-def _fn(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
-        "type": "object", "properties": props, "required": required, "additionalProperties": False}}}
+def request_text(outline_text: str, request: str) -> str:
+    """tools.ts requestText: the notebook goes in the user turn (one pass over the template)."""
+    return re.sub(r"\{(outline|request)\}",
+                  lambda m: outline_text if m.group(1) == "outline" else request, SPEC["request"])
 
 
-TOOLS = [
-    _fn("read_cells", "Read cells with their outputs.", {"first": CELL, "last": CELL}, ["first", "last"]),
-    _fn("edit_cell", "Replace the source of a cell.", {"cell": CELL, "source": {"type": "string"}},
-        ["cell", "source"]),
-    _fn("insert_cell", "Insert a new cell.", {
-        "position": {"type": "integer", "description": "number the new cell gets, from 1"},
-        "type": {"type": "string", "enum": ["code", "markdown"]}, "source": {"type": "string"}},
-        ["position", "type", "source"]),
-    _fn("delete_cell", "Delete a cell.", {"cell": CELL}, ["cell"]),
-    _fn("run_cell", "Run a code cell and read its output.", {"cell": CELL}, ["cell"]),
-    _fn("read_variable", "Describe a kernel variable.", {"name": {"type": "string"}}, ["name"]),
-]
-SYSTEM = ("You edit a Jupyter notebook with tools. Cells are numbered from 1, as shown below. "
-          "Call a tool to change, add, delete or run cells; the user accepts or rejects each "
-          "change. When the task is done, answer in one or two sentences without calling a tool.")
+def relayout(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A conversation recorded before the outline moved out of the system text → today's."""
+    head = f"{SYSTEM}\n\nThe notebook:\n"
+    first = messages[0].get("content") or ""
+    if messages[0].get("role") != "system" or not first.startswith(head):
+        return messages
+    out = [{"role": "system", "content": SYSTEM}, *messages[1:]]
+    user = next(i for i, m in enumerate(out) if m["role"] == "user")
+    out[user] = {**out[user], "content": request_text(first[len(head):], out[user]["content"])}
+    return out
 
 TASKS: list[tuple[str, list[str], str]] = [
     ("rename", ["data = [1, 2, 3]", "total = sum(data)", "print(total / len(data))"],
@@ -102,8 +106,8 @@ def validate(name: Any, raw: Any, n: int) -> tuple[dict[str, Any] | None, str | 
         want = props[k]["type"]
         if want == "integer" and (not isinstance(v, int) or isinstance(v, bool)):
             return None, f"{k} must be an integer"
-        if want == "integer" and v < 1:
-            return None, f"{k} {v} is out of range (numbers start at 1)"
+        if want == "integer" and v < props[k].get("minimum", v):
+            return None, f"{k} {v} is out of range (numbers start at {props[k]['minimum']})"
         if want == "string" and not isinstance(v, str):
             return None, f"{k} must be a string"
         if "enum" in props[k] and v not in props[k]["enum"]:
@@ -146,14 +150,16 @@ def run_task(url: str, token: str, task: tuple[str, list[str], str], args: Any,
     key, sources, request = task
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": f"{SYSTEM}\n\nThe notebook:\n{outline(nb)}"},
-        {"role": "user", "content": request}]
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": request_text(outline(nb), request)}]
     calls = valid = schema_ok = steps = 0
     step_s: list[float] = []
     t0 = time.perf_counter()
     end = "step-limit"
-    for _ in range(args.steps):
-        body = {"messages": messages, "tools": TOOLS, "tool_choice": args.tool_choice, "temperature": 0,
+    for step in range(args.steps):
+        choice = "required" if args.tool_choice == "required" or (
+            args.tool_choice == "first" and step == 0) else "auto"  # as loop.ts toolChoiceFor
+        body = {"messages": messages, "tools": TOOLS, "tool_choice": choice, "temperature": 0,
                 "max_tokens": args.max_tokens, "stream": False}
         record.append({"task": key, "body": json.loads(json.dumps(body))})
         s0 = time.perf_counter()
@@ -188,15 +194,52 @@ def schema_tokens(url: str, token: str) -> int:
     return with_tools["usage"]["prompt_tokens"] - without["usage"]["prompt_tokens"]
 
 
-def replay(url: str, token: str, path: str) -> None:
-    rows = []
-    for r in json.load(open(path)):
+def reused_tokens(url: str, token: str) -> int:
+    """The prompt cache's running count of prompt tokens reused (GET /minicpm/status)."""
+    req = urllib.request.Request(url + "/minicpm/status", headers={"Authorization": f"token {token}"})
+    status = json.loads(urllib.request.urlopen(req, timeout=60).read())
+    return int(((status.get("cache") or {}).get("prompt_cache") or {}).get("tokens_reused", 0))
+
+
+def replay(url: str, token: str, path: str, tasks: int) -> None:
+    """Time every recorded request on the server's model: a task's first step (a new notebook
+    in the system text) against its later steps (the conversation so far comes from the prompt
+    cache). The recorded conversations are kept; the tools and the layout are today's
+    (tools.json; an older record's outline moves from the system text to the user turn)."""
+    records = json.load(open(path))
+    keep = list(dict.fromkeys(r["task"] for r in records))[:tasks]
+    records = [r for r in records if r["task"] in keep]
+    load = open("/proc/loadavg").read().split()[:3]
+    rows: list[dict[str, Any]] = []
+    print(f"{'task':<10} {'step':<5} {'prompt':>6} {'cached':>6} {'ttft s':>7} {'out':>4} "
+          f"{'tok/s':>6} {'step s':>7}", flush=True)
+    for i, r in enumerate(records):
+        first = i == 0 or records[i - 1]["task"] != r["task"]
+        before = reused_tokens(url, token)
         s0 = time.perf_counter()
-        post(url, token, r["body"])
-        rows.append((r["task"], time.perf_counter() - s0))
-    per = [s for _, s in rows]
-    print(json.dumps({"requests": len(rows), "step_s_median": round(statistics.median(per), 2),
-                      "step_s_first": round(per[0], 2), "loadavg": open("/proc/loadavg").read().split()[:3]}))
+        body = {**r["body"], "tools": TOOLS, "messages": relayout(r["body"]["messages"])}
+        usage = post(url, token, body)["usage"]
+        row = {"task": r["task"], "step": "first" if first else "later",
+               "prompt_tokens": usage["prompt_tokens"], "cached": reused_tokens(url, token) - before,
+               "ttft_s": round(usage.get("time_to_first_token") or 0.0, 2),
+               "completion_tokens": usage["completion_tokens"],
+               "decode_tok_s": usage.get("tokens_per_second"), "step_s": round(time.perf_counter() - s0, 2)}
+        rows.append(row)
+        print(f"{row['task']:<10} {row['step']:<5} {row['prompt_tokens']:>6} {row['cached']:>6} "
+              f"{row['ttft_s']:>7} {row['completion_tokens']:>4} {row['decode_tok_s']!s:>6} "
+              f"{row['step_s']:>7}", flush=True)
+
+    def med(step: str, key: str) -> float | None:
+        vals = [x[key] for x in rows if x["step"] == step]
+        return round(statistics.median(vals), 2) if vals else None
+
+    print(json.dumps({"summary": {
+        "requests": len(rows), "tasks": keep, "loadavg_before": load,
+        "loadavg_after": open("/proc/loadavg").read().split()[:3],
+        "very_first_step_s": rows[0]["step_s"] if rows else None,
+        **{f"{step}_{key}_median": med(step, key) for step in ("first", "later")
+           for key in ("step_s", "ttft_s", "cached", "prompt_tokens", "decode_tok_s")}},
+        "rows": rows}))
 
 
 def main() -> None:
@@ -207,8 +250,9 @@ def main() -> None:
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", default="/tmp/agent_prompts.json")
-    ap.add_argument("--tool-choice", default="auto", choices=["auto", "required"],
-                    help="the sidebar sends auto; required forces a call every step (validity)")
+    ap.add_argument("--tool-choice", default="first", choices=["first", "auto", "required"],
+                    help="as the sidebar's agentToolChoice: first (step 1 must call a tool), "
+                         "auto, or required (a call every step: validity)")
     ap.add_argument("--tasks", type=int, default=len(TASKS), help="run the first N tasks")
     ap.add_argument("--replay")
     ap.add_argument("--url")
@@ -221,7 +265,7 @@ def main() -> None:
         proc, url = start_server(args.model, args.n_ctx, args.threads, 1)
     try:
         if args.replay:
-            replay(url, args.token, args.replay)
+            replay(url, args.token, args.replay, args.tasks)
             return
         load = open("/proc/loadavg").read().split()[:3]
         tokens = schema_tokens(url, args.token)

@@ -16,6 +16,7 @@ from minicpm.errors import MiniCPMError
 
 from .cell_names import names_used
 from .context import ErrorLog, ImageLog, cell_parts, interpolate, last_cell_number, notebook_parts
+from .fix_apply import PendingFix
 from .image_input import resolve_image
 from .inspect_vars import (
     approx_tokens,
@@ -44,6 +45,7 @@ HELP = """\
 | `%%minicpm [options]` + cell | ask the cell's text |
 | `%minicpm explain [n]` | explain cell n (default: the last one) |
 | `%minicpm fix` | explain the last error and give corrected code |
+| `%minicpm fix --apply` | the same, plus the fix as a diff; `%minicpm apply` (pre-filled below) puts it in place |
 | `%minicpm image [expr]` | explain a figure / image (default: the last one drawn) |
 | `%minicpm models` / `use MODEL` | list models / switch model |
 | `%minicpm status` | transport (server or in-process) and model |
@@ -95,6 +97,8 @@ class MiniCPMMagics(Magics):
         self._transport: Transport | None = None
         self.last_usage: dict[str, Any] = {}
         self.last_prompt: Prompt | None = None  # what was sent last: for tests and debugging
+        self.last_text = ""  # the last answer's text
+        self.fixes = PendingFix()
 
     @property
     def transport(self) -> Transport:
@@ -205,9 +209,15 @@ class MiniCPMMagics(Magics):
         label = f"cell [{rec.execution_count}]"
         parts = [{"kind": "cell", "label": label, "text": rec.code, "language": "python"},
                  {"kind": "error", "label": label, "text": rec.traceback}]
-        return self.ask(req, req.instruction or prompts.FIX_ERROR, parts,
-                        remember_as=f"Fix {label} ({rec.ename}: {rec.evalue}):\n{rec.code}",
-                        code=rec.code)
+        result = self.ask(req, req.instruction or prompts.FIX_ERROR, parts,
+                          remember_as=f"Fix {label} ({rec.ename}: {rec.evalue}):\n{rec.code}",
+                          code=rec.code)
+        if req.arg == "--apply":
+            self.fixes.offer(self.shell, self.last_text, rec.code, label)
+        return result
+
+    def cmd_apply(self, req: Request) -> None:
+        self.fixes.apply(self.shell)
 
     def cmd_image(self, req: Request) -> Any:
         part, label = resolve_image(req.arg, self.shell.user_ns, self.images)
@@ -250,7 +260,7 @@ class MiniCPMMagics(Magics):
         out.start("*…*")
         reply = self.transport.start(prompt)
         stopped = self._stream(reply, out)
-        text = out.text
+        text = self.last_text = out.text
         out.finish(answer_footer(reply, stopped))
         self.last_usage = dict(reply.usage or {})
         self.memory.add(remember_as or question, text)

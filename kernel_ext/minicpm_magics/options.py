@@ -31,7 +31,7 @@ OPTION_NAMES = tuple(_VALUED) + tuple(_FLAGS)
 # Sub-commands, with how many arguments they take: questions that merely start with one of these
 # words ("explain recursion to me") stay questions.
 SUBCOMMANDS = ("ask", "explain", "fix", "image", "models", "use", "status", "reset", "history",
-               "help", "chat")
+               "help", "chat", "apply")
 
 _TOKEN = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S+)""")
 
@@ -147,8 +147,11 @@ def split_command(rest: str) -> tuple[str, str]:
     word_l, tail = word.lower(), tail.strip()
     if word_l == "ask":
         return "ask", tail
-    if word_l in ("models", "status", "reset", "history", "help", "chat", "fix") and not tail:
+    if word_l in ("models", "status", "reset", "history", "help", "chat", "fix", "apply") \
+            and not tail:
         return word_l, ""
+    if word_l == "fix" and tail == "--apply":  # fix_apply.py: a diff, then the user applies it
+        return "fix", tail
     if word_l == "explain" and (not tail or re.fullmatch(r"-?\d+|In\[-?\d+\]", tail)):
         return "explain", tail
     if word_l == "use" and tail and " " not in tail:

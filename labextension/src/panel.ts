@@ -79,7 +79,6 @@ export class ChatPanel extends Widget {
       mentionsChanged: () => void this.variables.syncMentions(this.input.value)
     });
     this.agent = new AgentController({
-      complete: (body, signal) => client.request('v1/chat/completions', 'POST', body, signal),
       panel: () => notebooks.panel, kernel: () => this.variables.kernel, changed: () => this.modeChanged(),
       settings: () => ({ ...this.settings, stepLimit: this.settings.agentStepLimit }),
       chatParts: [this.messages, this.contextBar], input: this.inputBox.input

@@ -59,8 +59,16 @@ describe('validateCall', () => {
   it('every tool schema is closed and small', () => {
     for (const t of TOOLS) {
       expect(t.function.parameters.additionalProperties).toBe(false);
+      // cell numbers start at 1 in the schema too, so the local grammar cannot write 0
+      for (const p of Object.values(t.function.parameters.properties) as any[]) {
+        expect(p.type !== 'integer' || p.minimum === 1).toBe(true);
+      }
     }
     expect(JSON.stringify(TOOLS).length).toBeLessThan(1800);
+    expect(validateCall('delete_cell', '{"cell": 0}', cells)).toEqual({
+      ok: false,
+      error: '"cell" must be at least 1 (cells are numbered from 1)'
+    });
   });
 });
 

@@ -1,5 +1,6 @@
 import { ICellState } from '../src/agent/checkpoint';
 import { AgentTurn, IAgentHost, IProposal, notebookOutline } from '../src/agent/loop';
+import { SYSTEM, requestText } from '../src/agent/tools';
 
 function call(name: string, args: unknown, id = `c_${name}`) {
   return { id, type: 'function', function: { name, arguments: JSON.stringify(args) } };
@@ -58,6 +59,24 @@ describe('AgentTurn', () => {
     expect(second[second.length - 1].content).toMatch(/^accepted/);
     r.checkpoint.undo();
     expect(f.cells()[1].source).toBe('print(y)');
+  });
+
+  it('the system text is the same for every notebook; the outline rides in the user turn', async () => {
+    const f = fakeHost([{ content: 'ok' }]);
+    await new AgentTurn(f.host, opts).run([], 'fix it');
+    const [system, user] = f.requests[0].messages;
+    expect(system).toEqual({ role: 'system', content: SYSTEM });
+    expect(user.content).toBe('The notebook:\n# cell 1 (code)\nx = 1\n\n# cell 2 (code)\nprint(y)\n\nfix it');
+    expect(requestText('$& {request}', '{outline} $1')).toBe('The notebook:\n$& {request}\n\n{outline} $1');
+  });
+
+  it('tool_choice: the first request must call a tool by default, later ones may answer', async () => {
+    const f = fakeHost([{ content: null, tool_calls: [call('read_cells', { first: 1, last: 2 })] }, { content: 'ok' }]);
+    await new AgentTurn(f.host, opts).run([], 'x');
+    expect(f.requests.map(b => b.tool_choice)).toEqual(['required', 'auto']);
+    const g = fakeHost([{ content: 'ok' }]);
+    await new AgentTurn(g.host, { ...opts, agentToolChoice: 'auto' }).run([], 'x');
+    expect(g.requests[0].tool_choice).toBe('auto');
   });
 
   it('a rejected delete and a declined run change nothing and say so', async () => {

@@ -3,9 +3,11 @@
 Backend-free: the grammar text is what llama.cpp's grammar sampler takes. The schema → GBNF
 converter is llama.cpp's own (the Python port shipped in llama-cpp-python), with three
 changes made here: strings cannot hold raw control characters (Python's ``json.loads``
-refuses them), keywords the converter would silently ignore (``minimum``, ``not``…) are
-refused up front, so whatever the grammar allows also validates, and repetition counts are
-capped (the converter spells repetitions out: ``minItems: 100000`` would be a huge grammar).
+refuses them), numeric bounds (``minimum``…) become exact digit grammars (grammar_ranges.py,
+as llama.cpp's C++ converter does for integers), keywords the converter would silently ignore
+(``multipleOf``, ``not``…) are refused up front, so whatever the grammar allows also
+validates, and repetition counts are capped (the converter spells repetitions out:
+``minItems: 100000`` would be a huge grammar).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import SchemaError
+from .grammar_ranges import bounded_rule, check_bounds, has_bounds
 
 __all__ = ["SchemaError"]  # defined with the other engine errors (the worker protocol maps them)
 
 
 # Validation keywords the converter does not enforce: output would parse but might not validate.
 UNENFORCED = frozenset({
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "not", "if",
+    "multipleOf", "not", "if",
     "then", "else", "uniqueItems", "contains", "minContains", "maxContains", "minProperties",
     "maxProperties", "patternProperties", "propertyNames", "dependentRequired",
     "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "dependencies",
@@ -51,6 +54,8 @@ def check_schema(schema: Any, where: str = "schema", depth: int = 0) -> None:
         return
     if not isinstance(schema, Mapping):
         raise SchemaError(f"{where} must be a JSON schema object")
+    if has_bounds(schema):
+        check_bounds(schema, where)
     for key, value in schema.items():
         at = f"{where}.{key}"
         if key in UNENFORCED:
@@ -105,14 +110,31 @@ def _prefix_defs(schema: dict[str, Any], prefix: str) -> dict[str, Any]:
     return schema
 
 
+def _converter() -> Any:
+    """llama-cpp-python's converter, taught bounded integers and numbers (imported lazily)."""
+    from llama_cpp.llama_grammar import RESERVED_NAMES, SchemaConverter
+
+    class Converter(SchemaConverter):  # type: ignore[misc]
+        def visit(self, schema: Any, name: str) -> Any:
+            if isinstance(schema, dict) and has_bounds(schema) and not any(
+                    k in schema for k in ("$ref", "oneOf", "anyOf", "const", "enum")):
+                rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+                kind = schema.get("type")
+                if isinstance(kind, list):  # the base class would drop the bounds here
+                    alts = [{**schema, "type": t} for t in kind]
+                    return self._add_rule(rule_name, self._generate_union_rule(name, alts))
+                if kind in ("integer", "number"):
+                    return self._add_rule(rule_name, bounded_rule(schema))
+            return super().visit(schema, name)
+
+    return Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+
+
 class _Rules:
     """One converter for a whole grammar: primitive rules are shared, the rest are named."""
 
     def __init__(self) -> None:
-        from llama_cpp.llama_grammar import SchemaConverter
-
-        self.conv = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False,
-                                    raw_pattern=False)
+        self.conv = _converter()
 
     def schema(self, schema: Any, name: str) -> str:
         """Add the rules for ``schema``; returns the name of its rule."""

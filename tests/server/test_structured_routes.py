@@ -162,7 +162,7 @@ def test_penalties_and_logit_bias(client: openai.OpenAI) -> None:
 
 
 def test_unconvertible_schema_is_a_400(client: openai.OpenAI) -> None:
-    for schema in ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}},
+    for schema in ({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 3}}},
                    {"type": "object", "properties": {"x": {"$ref": "https://example.com/s"}}},
                    {"type": "wizard"}):
         with pytest.raises(openai.BadRequestError) as e:

@@ -3,22 +3,24 @@
  * "Allow runs" toggle, the agent's conversation (view.ts) and one turn at a time (loop.ts) on
  * the active notebook (nbops.ts). The panel forwards Send and Stop here while the mode is on.
  */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 import type { NotebookPanel } from '@jupyterlab/notebook';
 import { el } from '../sidebar/dom';
 import type { KernelVariables } from '../sidebar/kernelvars';
 import { MENTION_TOKENS } from '../variables';
-import { AgentTurn, IAgentHost, IAgentMessage } from './loop';
+import { AgentTurn, IAgentHost, IAgentMessage, ToolChoice } from './loop';
 import { NotebookOps } from './nbops';
+import { readChatStream } from './stream';
 import { AgentView } from './view';
 
 export interface IAgentDeps {
-  /** POST to /minicpm/v1/chat/completions through ServerConnection (Jupyter auth) */
-  complete(body: Record<string, unknown>, signal: AbortSignal): Promise<any>;
+  /** the active notebook (the agent works on it) */
   panel(): NotebookPanel | null;
   /** the sidebar's kernel-variable inspector */
   kernel(): KernelVariables;
-  settings(): { stepLimit: number; temperature: number; maxTokens: number };
+  settings(): { stepLimit: number; temperature: number; maxTokens: number; agentToolChoice?: ToolChoice };
   /** the mode or the busy state changed (the panel makes Send or Stop live) */
   changed(): void;
   /** the chat's log and context bar, hidden in Agent mode */
@@ -35,6 +37,7 @@ export class AgentController {
   readonly toggle: HTMLButtonElement;
   readonly allowRuns: HTMLInputElement;
   private turn: AgentTurn | null = null;
+  private streamed = ''; // the words of the latest request, as shown while they streamed
   private history: IAgentMessage[] = [];
 
   constructor(private deps: IAgentDeps) {
@@ -96,12 +99,23 @@ export class AgentController {
       readCells: (a, b) => ops.readCells(a, b),
       run: id => ops.run(id),
       readVariable: name => this.describe(name),
-      complete: (body, signal) => this.deps.complete(body, signal),
+      complete: (body, signal) => this.stream(body, signal),
       propose: p => view.propose(p),
       askRun: (cell, source) => view.askRun(cell, source),
       allowRuns: () => this.allowRuns.checked,
       trace: (text, kind) => view.trace(text, kind)
     };
+  }
+
+  /** One model request, streamed: its words appear as they come; the folded reply returns. */
+  private async stream(body: Record<string, unknown>, signal: AbortSignal): Promise<any> {
+    const live = this.view.liveAnswer();
+    const settings = ServerConnection.makeSettings();
+    const url = URLExt.join(settings.baseUrl, 'minicpm/v1/chat/completions');
+    const init = { method: 'POST', body: JSON.stringify({ ...body, stream: true }), headers: { 'Content-Type': 'application/json' }, signal };
+    const reply = await readChatStream(await ServerConnection.makeRequest(url, init, settings), live.append);
+    this.streamed = live.text();
+    return reply;
   }
 
   /** read_variable: the inspector's description (as an @mention gets it), or why there is none. */
@@ -126,12 +140,13 @@ export class AgentController {
       return;
     }
     const turn = new AgentTurn(this.host(new NotebookOps(panel)), this.deps.settings());
+    this.streamed = '';
     this.turn = turn;
     this.deps.changed();
     try {
       const r = await turn.run(this.history.slice(-2 * HISTORY_TURNS), text);
-      if (r.answer) {
-        this.view.addAnswer(r.answer);
+      if (r.answer && r.answer !== this.streamed) {
+        this.view.addAnswer(r.answer); // (streamed words are on screen already)
       }
       if (r.reason === 'step-limit') {
         this.view.note(`Stopped after ${r.steps} steps (the step limit; change it in the settings).`);

@@ -8,7 +8,7 @@
  * (view.ts + nbops.ts) supplies the notebook and the UI; jest drives it with fakes.
  */
 import { ICellState, INotebookOps, TurnCheckpoint } from './checkpoint';
-import { AgentCall, TOOLS, isProposal, validateCall } from './tools';
+import { AgentCall, SYSTEM, TOOLS, isProposal, requestText, validateCall } from './tools';
 
 export interface IWireCall {
   id: string;
@@ -34,7 +34,8 @@ export interface IProposal {
 }
 
 export interface IAgentHost extends INotebookOps {
-  /** POST `body` to the OpenAI chat route; the parsed JSON answer */
+  /** POST `body` to the OpenAI chat route (streamed: the words show as they come); the answer
+   * as one chat.completion-shaped object (stream.ts folds the chunks) */
   complete(body: Record<string, unknown>, signal: AbortSignal): Promise<any>;
   language(): string;
   /** cells `first`..`last` (from 1) with outputs, as text for the model */
@@ -60,11 +61,16 @@ export interface ITurnResult {
   checkpoint: TurnCheckpoint;
 }
 
-export const SYSTEM = [
-  'You edit a Jupyter notebook with tools. Cells are numbered from 1, as shown below.',
-  'Call a tool to change, add, delete or run cells; the user accepts or rejects each change.',
-  'When the task is done, answer in one or two sentences without calling a tool.'
-].join(' ');
+/**
+ * "first": the first request must call a tool (a read is enough), later ones may answer in
+ * words: a 1-2B model asked for a change otherwise tends to describe it instead of making it.
+ * "auto": the model decides every step; "required": every step calls a tool (ends at the limit).
+ */
+export type ToolChoice = 'first' | 'auto' | 'required';
+
+export function toolChoiceFor(choice: ToolChoice, step: number): 'auto' | 'required' {
+  return choice === 'required' || (choice === 'first' && step === 1) ? 'required' : 'auto';
+}
 
 const CELL_CHARS = 1200;
 const NOTEBOOK_CHARS = 6000;
@@ -90,7 +96,7 @@ export class AgentTurn {
 
   constructor(
     private host: IAgentHost,
-    private options: { stepLimit: number; temperature: number; maxTokens: number }
+    private options: { stepLimit: number; temperature: number; maxTokens: number; agentToolChoice?: ToolChoice }
   ) {
     this.checkpoint = new TurnCheckpoint(host);
   }
@@ -107,9 +113,9 @@ export class AgentTurn {
   /** Run one turn: `history` (earlier user/assistant words) and the new request `text`. */
   async run(history: IAgentMessage[], text: string): Promise<ITurnResult> {
     const messages: IAgentMessage[] = [
-      { role: 'system', content: `${SYSTEM}\n\nThe notebook:\n${notebookOutline(this.host.cells())}` },
+      { role: 'system', content: SYSTEM },
       ...history,
-      { role: 'user', content: text }
+      { role: 'user', content: requestText(notebookOutline(this.host.cells()), text) }
     ];
     const result = (reason: ITurnResult['reason'], steps: number, answer = '', error?: string): ITurnResult => ({
       answer,
@@ -125,10 +131,10 @@ export class AgentTurn {
           {
             messages,
             tools: TOOLS,
-            tool_choice: 'auto',
+            tool_choice: toolChoiceFor(this.options.agentToolChoice ?? 'first', step),
             temperature: this.options.temperature,
             max_tokens: this.options.maxTokens,
-            stream: false
+            stream: true // the host folds the chunks back into one message (stream.ts)
           },
           this.abort.signal
         );

@@ -6,6 +6,7 @@
  * Few, small tools with short descriptions: a 1–2B model on a CPU pays for every schema token
  * in prefill. Cells are numbered from 1, as the prompt shows them ("cell #3").
  */
+import spec from './tools.json';
 
 export type CellType = 'code' | 'markdown';
 
@@ -21,40 +22,23 @@ export type AgentCall =
 export type Validated = { ok: true; call: AgentCall } | { ok: false; error: string };
 
 export const MAX_SOURCE = 20000;
-// no `minimum`: the local grammar converter does not take it; checkArgs enforces ≥ 1
-const CELL = { type: 'integer', description: 'cell number, from 1' };
 
-function fn(name: string, description: string, properties: Record<string, unknown>, required: string[]) {
-  return {
-    type: 'function',
-    function: {
-      name,
-      description,
-      parameters: { type: 'object', properties, required, additionalProperties: false }
-    }
-  };
+/**
+ * The tools as the model sees them: tools.json is the one source, also read by
+ * bench/agent.py (so the bench measures exactly what the sidebar sends). `minimum: 1` on
+ * cell numbers: the local grammar then cannot produce 0 (small models count from 0).
+ */
+export const TOOLS = spec.tools;
+export const SYSTEM: string = spec.system;
+
+/**
+ * The user turn that carries the notebook: the outline goes here, not in the system text, so
+ * the system text and the tools after it are the same for every turn and notebook, and the
+ * server's prompt cache keeps their prefill (one pass, no placeholder read twice).
+ */
+export function requestText(outline: string, request: string): string {
+  return spec.request.replace(/\{(outline|request)\}/g, (_: string, k: string) => (k === 'outline' ? outline : request));
 }
-
-export const TOOLS = [
-  fn('read_cells', 'Read cells with their outputs.', { first: CELL, last: CELL }, ['first', 'last']),
-  fn('edit_cell', 'Replace the source of a cell.', { cell: CELL, source: { type: 'string' } }, [
-    'cell',
-    'source'
-  ]),
-  fn(
-    'insert_cell',
-    'Insert a new cell.',
-    {
-      position: { type: 'integer', description: 'number the new cell gets, from 1' },
-      type: { type: 'string', enum: ['code', 'markdown'] },
-      source: { type: 'string' }
-    },
-    ['position', 'type', 'source']
-  ),
-  fn('delete_cell', 'Delete a cell.', { cell: CELL }, ['cell']),
-  fn('run_cell', 'Run a code cell and read its output.', { cell: CELL }, ['cell']),
-  fn('read_variable', 'Describe a kernel variable.', { name: { type: 'string' } }, ['name'])
-];
 
 export const TOOL_NAMES = TOOLS.map(t => t.function.name);
 
@@ -88,8 +72,8 @@ export function checkArgs(schema: Schema, args: unknown): string | null {
       if (typeof v !== 'number' || !Number.isInteger(v)) {
         return `"${k}" must be an integer`;
       }
-      if (v < 1) {
-        return `"${k}" must be at least 1 (cells are numbered from 1)`;
+      if (typeof p.minimum === 'number' && v < p.minimum) {
+        return `"${k}" must be at least ${p.minimum} (cells are numbered from 1)`;
       }
     } else if (p.type === 'string') {
       if (typeof v !== 'string') {

@@ -60,6 +60,23 @@ export class AgentView extends Widget {
     this.message('assistant', 'Agent', text);
   }
 
+  /** The model's words as they stream in: the message appears with the first words. */
+  liveAnswer(): { append(text: string): void; text(): string } {
+    let body: Element | null = null;
+    let text = '';
+    return {
+      append: t => {
+        text += t;
+        body = body ?? this.message('assistant', 'Agent', '').querySelector('.jp-MiniCPM-body');
+        if (body) {
+          body.textContent = text; // text only
+        }
+        this.node.scrollTop = this.node.scrollHeight;
+      },
+      text: () => text
+    };
+  }
+
   /** End-of-turn notes (step limit, stopped, errors). */
   note(text: string, alert = false): void {
     this.add(el('div', { class: `jp-MiniCPM-agentNote${alert ? ' jp-MiniCPM-error' : ''}`, role: alert ? 'alert' : 'status', 'data-testid': 'minicpm-agent-note' }, text));

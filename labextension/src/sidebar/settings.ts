@@ -12,6 +12,8 @@ export interface IMiniCPMSettings {
   autoVariables: boolean;
   /** Agent mode: model requests per turn before it stops */
   agentStepLimit: number;
+  /** Agent mode: "first" (the first request must call a tool), "auto" or "required" */
+  agentToolChoice: 'first' | 'auto' | 'required';
 }
 
 export const DEFAULT_SETTINGS: IMiniCPMSettings = {
@@ -23,5 +25,6 @@ export const DEFAULT_SETTINGS: IMiniCPMSettings = {
   notebookTokenBudget: 3000,
   sendActionsAtOnce: false,
   autoVariables: true,
-  agentStepLimit: 8
+  agentStepLimit: 8,
+  agentToolChoice: 'first'
 };
