@@ -38,6 +38,9 @@ async def chat_job(frame: dict[str, Any], cfg: MiniCPM) -> Job:
                                 f"{cfg.max_context_parts} (c.MiniCPM.max_context_parts)")
     parts = prompts.validate_parts(context)
     sampling = check_sampling(frame.get("sampling"), cfg)
+    context_turn = frame.get("context_turn", "last")
+    if context_turn not in prompts.CONTEXT_TURNS:
+        raise RequestError(400, "context_turn must be 'last' or 'first'")
     truncate = frame.get("truncate", "error")
     if truncate not in ("error", "left"):
         raise RequestError(400, "truncate must be 'error' or 'left'")
@@ -51,6 +54,6 @@ async def chat_job(frame: dict[str, Any], cfg: MiniCPM) -> Job:
 
     def prepare(engine: minicpm.Engine, cancel: threading.Event) -> prompts.Assembled:
         return prompts.assemble(engine, messages, parts, images, max_tokens=max_tokens,
-                                cancel=cancel)
+                                cancel=cancel, context_turn=context_turn)
 
     return Job(id=str(rid), build_request=prepare, sampling=sampling, truncate=truncate)

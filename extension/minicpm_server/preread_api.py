@@ -32,7 +32,7 @@ async def preread_from(body: dict[str, Any], cfg: Any) -> Preread:
         raise RequestError(400, f"{len(messages)} messages; the limit is {cfg.max_messages} "
                                 "(c.MiniCPM.max_messages)")
     frame = {"id": f"preread-{next(_ids)}", "context": body.get("context"),
-             "sampling": body.get("sampling"),
+             "sampling": body.get("sampling"), "context_turn": body.get("context_turn", "last"),
              "messages": [*messages, {"role": "user", "content": QUESTION_MARK}]}
     try:
         job = await chat_job(frame, cfg)

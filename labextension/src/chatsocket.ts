@@ -96,7 +96,8 @@ export class ChatSocket {
               content: m.content
             })),
             context: (request.context || []).map(stripClientFields),
-            sampling: request.sampling || {}
+            sampling: request.sampling || {},
+            ...(request.context_turn ? { context_turn: request.context_turn } : {})
           };
           ws.send(JSON.stringify(frame));
         },

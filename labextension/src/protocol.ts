@@ -49,6 +49,8 @@ export interface IChatRequest {
   messages: IChatMessage[];
   context?: IContextPart[];
   sampling?: ISampling;
+  /** the user turn that carries the context: 'first' keeps it in place across a chat's turns */
+  context_turn?: 'first' | 'last';
 }
 
 export interface IUsage {

@@ -119,5 +119,6 @@ describe('prereadBody', () => {
     ]);
     expect(body.context[0]).toEqual(NB); // client-only fields dropped, as the chat socket does
     expect(body.sampling).toEqual({ max_tokens: 256 });
+    expect(body.context_turn).toBe('first'); // where ChatSession.send puts the context
   });
 });

@@ -66,6 +66,8 @@ describe('ChatSession', () => {
     expect(client.requests[0].messages).toEqual([{ role: 'user', content: 'What is x?' }]);
     expect(client.requests[0].context![0].text).toBe('x = 1');
     expect(client.requests[0].sampling).toEqual({ max_tokens: 9 });
+    // the context stays on the first question (the pre-read reads the same prefix)
+    expect(client.requests[0].context_turn).toBe('first');
     expect(changes.map(c => c.type)).toEqual([
       'added', 'added', 'phase', 'phase', 'updated', 'updated', 'updated', 'phase', 'updated', 'saved'
     ]);

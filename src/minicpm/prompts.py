@@ -198,6 +198,9 @@ def _describe(image: Any) -> str:
     return f"{fmt + ' ' if fmt else ''}image, {w}×{h} pixels"
 
 
+CONTEXT_TURNS = ("last", "first")
+
+
 def assemble(
     engine: Engine,
     messages: Sequence[Mapping[str, str]],
@@ -206,9 +209,16 @@ def assemble(
     *,
     max_tokens: int | None = None,
     cancel: threading.Event | None = None,
+    context_turn: str = "last",
 ) -> Assembled:
     """Messages and images for ``engine.chat``: the system prompt unless one is given, the
-    context parts attached to the last user turn and fitted to the context window.
+    context parts attached to a user turn and fitted to the context window.
+
+    ``context_turn``: "last" puts the context beside the question (one-shot asks: a magic, a
+    cell's Explain); "first" keeps it on the conversation's first user turn, so that in a chat
+    about one notebook every follow-up's prompt starts with the previous prompt and its answer
+    token for token, and the prompt cache reads only the new turn (with "last" the notebook
+    moved behind each answer and was prefilled again, a minute on MiniCPM-2B shapes).
 
     ``images`` maps a part's index to its decoded picture (a PIL image, or an object with
     ``.image`` and ``.describe()``; the caller decodes, off any event loop). A model that cannot see gets the picture's size and any text ``summary`` instead,
@@ -217,9 +227,12 @@ def assemble(
     info = engine.info
     images = images or {}
     msgs = [dict(m) for m in messages]
-    user_idx = max((i for i, m in enumerate(msgs) if m["role"] == "user"), default=None)
-    if user_idx is None:
+    if context_turn not in CONTEXT_TURNS:
+        raise ValueError(f"context_turn must be one of {', '.join(CONTEXT_TURNS)}")
+    users = [i for i, m in enumerate(msgs) if m["role"] == "user"]
+    if not users:
         raise ValueError("messages need at least one user message")
+    user_idx = users[0] if context_turn == "first" else users[-1]
     if msgs[0]["role"] != "system":
         msgs.insert(0, {"role": "system", "content": SYSTEM_PROMPT})
         user_idx += 1

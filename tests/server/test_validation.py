@@ -90,3 +90,14 @@ async def test_every_route_applies_the_same_rule(jp_fetch: Any, jp_ws_fetch: Any
             assert needle in message, (route, fields, message)
     chat.close()
     complete.close()
+
+
+def test_a_chat_frame_names_a_known_context_turn() -> None:
+    from minicpm_server.chat_request import chat_job
+
+    frame = {"id": "r1", "messages": USER, "context": [], "context_turn": "middle"}
+    with pytest.raises(RequestError, match="context_turn") as e:
+        asyncio.run(chat_job(frame, MiniCPM()))
+    assert e.value.status == 400
+    for turn in ("first", "last"):  # both accepted (the default is "last")
+        assert asyncio.run(chat_job({**frame, "context_turn": turn}, MiniCPM())).id == "r1"

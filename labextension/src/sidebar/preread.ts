@@ -17,6 +17,7 @@ export interface IPrereadBody {
   messages: { role: string; content: string }[];
   context: IContextPart[];
   sampling: { max_tokens: number };
+  context_turn: 'first';
 }
 
 export interface IPrereadDeps {
@@ -128,7 +129,8 @@ export function prereadBody(
       void cellId;
       return rest as IContextPart;
     }),
-    sampling: { max_tokens: maxTokens }
+    sampling: { max_tokens: maxTokens },
+    context_turn: 'first'
   };
 }
 

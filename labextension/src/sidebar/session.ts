@@ -114,7 +114,9 @@ export class ChatSession {
     const updated = () => this.emit({ type: 'updated', index });
 
     this.stream = this.client.chat(
-      { messages: [...history, { role: 'user', content }], context, sampling },
+      // The context stays on the chat's first question, so a follow-up's prompt starts with the
+      // previous prompt and answer and the server's prompt cache reads only the new turn.
+      { messages: [...history, { role: 'user', content }], context, sampling, context_turn: 'first' },
       {
         onQueued: pos => this.setPhase('queued', pos),
         onStart: (model, notice) => {
