@@ -39,6 +39,14 @@ class CpuSample:
     own: float  # this process's CPU time (all its threads)
     n_cpus: int
     running: int | None = None  # runnable tasks right now (Linux), ourselves included
+    own_running: int | None = None  # ... of which this process's threads (None: unknown)
+
+    @property
+    def others_running(self) -> int | None:
+        """Runnable tasks that are not ours (the reading thread itself is always one of ours)."""
+        if self.running is None:
+            return None
+        return max(0, self.running - max(1, self.own_running or 1))
 
 
 Reader = Callable[[], CpuSample]
@@ -51,8 +59,25 @@ def _affinity() -> set[int] | None:
         return None
 
 
+def _own_running(task_dir: str) -> int | None:
+    """This process's threads that are runnable now: llama.cpp's workers may still spin for a
+    moment after an operation, and they must not look like another process's load."""
+    try:
+        names = os.listdir(task_dir)
+    except OSError:
+        return None
+    n = 0
+    for name in names:
+        try:
+            with open(f"{task_dir}/{name}/stat") as f:
+                n += f.read().rsplit(")", 1)[1].split(None, 1)[0] == "R"
+        except (OSError, IndexError):  # a thread that ended meanwhile
+            continue
+    return n
+
+
 def read_proc(stat_path: str = "/proc/stat", self_stat: str = "/proc/self/stat",
-              cpus: set[int] | None = None) -> CpuSample:
+              cpus: set[int] | None = None, task_dir: str = "/proc/self/task") -> CpuSample:
     """One reading of the Linux kernel's counters: the per-CPU lines of ``/proc/stat`` for
     the CPUs this process may use (a container or ``taskset`` may give it fewer)."""
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -77,7 +102,8 @@ def read_proc(stat_path: str = "/proc/stat", self_stat: str = "/proc/self/stat",
         # The command name may hold spaces and parentheses: fields start after the last ")".
         fields = f.read().rsplit(")", 1)[1].split()
     own = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return CpuSample(time.monotonic(), busy / hz, total / hz, own / hz, max(1, n), running)
+    return CpuSample(time.monotonic(), busy / hz, total / hz, own / hz, max(1, n), running,
+                     _own_running(task_dir) if running is not None else None)
 
 
 def read_psutil() -> CpuSample:
@@ -180,18 +206,18 @@ class ThreadTuner:
         return self._set(self._probe(s), s.n_cpus)
 
     def _probe(self, s: CpuSample) -> float:
-        """Cores other processes keep busy right now. Our own threads are idle between
-        requests, so all runnable tasks but this one are someone else's; the median of a few
-        reads ignores a process that merely flits by. Without a run queue (macOS, Windows):
-        a short window."""
-        if s.running is not None:
-            counts = [s.running]
+        """Cores other processes keep busy right now: the runnable tasks that are not our
+        threads (``/proc/self/task``; llama.cpp's workers may still spin after a request). The
+        median of a few reads ignores a process that merely flits by. Without a run queue
+        (macOS, Windows): a short window."""
+        if s.others_running is not None:
+            counts = [s.others_running]
             for _ in range(PROBE_READS - 1):
                 self.sleep(PROBE_GAP_S)
-                counts.append(self.reader().running or 1)
+                counts.append(self.reader().others_running or 0)
             counts.sort()
             self._last = self.reader()
-            return float(max(0, counts[len(counts) // 2] - 1))
+            return float(counts[len(counts) // 2])
         self.sleep(PSUTIL_WINDOW_S)
         self._last = self.reader()
         return others_busy(s, self._last)

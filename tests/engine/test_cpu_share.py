@@ -37,24 +37,33 @@ class FakeProc:
 
     def __init__(self, tmp_path, n: int = 2):
         self.stat, self.self_stat = tmp_path / "stat", tmp_path / "self_stat"
+        self.tasks = tmp_path / "task"
         self.ticks = [(0, 0)] * n
-        self.own, self.running, self.t = 0, 1, 0.0
+        self.own, self.running, self.own_running, self.t = 0, 1, 1, 0.0
 
-    def advance(self, seconds: float, others: float, own: float, running: int = 1) -> None:
-        """``seconds`` pass with ``others`` cores busy elsewhere and ``own`` cores ours."""
+    def advance(self, seconds: float, others: float, own: float, running: int = 1,
+                own_running: int = 1) -> None:
+        """``seconds`` pass with ``others`` cores busy elsewhere and ``own`` cores ours;
+        then ``running`` tasks are runnable, ``own_running`` of them our threads."""
         n = len(self.ticks)
         busy_each = (others + own) / n
         step = round(seconds * HZ)
         self.ticks = [(b + round(step * busy_each), i + step - round(step * busy_each))
                       for b, i in self.ticks]
         self.own += round(step * own)
-        self.running, self.t = running, self.t + seconds
+        self.running, self.own_running, self.t = running, own_running, self.t + seconds
 
     def read(self) -> CpuSample:
         self.stat.write_text(stat_text(self.ticks, self.running))
         self.self_stat.write_text(self_stat(self.own))
-        s = read_proc(str(self.stat), str(self.self_stat), cpus=set(range(len(self.ticks))))
-        return CpuSample(self.t, s.busy, s.total, s.own, s.n_cpus, s.running)
+        # our threads: the reader and llama.cpp's workers, ``own_running`` of them runnable
+        for i in range(4):
+            (self.tasks / str(100 + i)).mkdir(parents=True, exist_ok=True)
+            state = "R" if i < self.own_running else "S"
+            (self.tasks / str(100 + i) / "stat").write_text(f"{100 + i} (py (x)) {state} 1 1\n")
+        s = read_proc(str(self.stat), str(self.self_stat), cpus=set(range(len(self.ticks))),
+                      task_dir=str(self.tasks))
+        return CpuSample(self.t, s.busy, s.total, s.own, s.n_cpus, s.running, s.own_running)
 
 
 def test_read_proc_parses_the_kernel_format(tmp_path):
@@ -62,7 +71,7 @@ def test_read_proc_parses_the_kernel_format(tmp_path):
     m.advance(2.0, others=1.0, own=0.5, running=3)
     s = m.read()
     hz = os.sysconf("SC_CLK_TCK")
-    assert s.n_cpus == 4 and s.running == 3
+    assert s.n_cpus == 4 and s.running == 3 and s.own_running == 1 and s.others_running == 2
     assert s.total == pytest.approx(4 * 2.0 * HZ / hz)
     assert s.busy == pytest.approx(1.5 * 2.0 * HZ / hz)
     assert s.own == pytest.approx(0.5 * 2.0 * HZ / hz)
@@ -134,6 +143,21 @@ def test_a_finished_burst_in_a_recent_window_does_not_cost_threads(tmp_path):
     m.advance(0.5, others=2.0, own=0.0, running=1)  # busy window, nobody runnable now
     assert tuner.before_request() == 2 and applied == []
     m.advance(0.5, others=1.0, own=0.0, running=2)  # busy window, still busy now
+    assert tuner.before_request() == 1 and applied == [(1, 1)]
+
+
+def test_our_own_spinning_workers_are_not_someone_else(tmp_path):
+    """Right after a request llama.cpp's worker threads may still spin: runnable, but ours.
+    Only the runnable tasks that are not our threads count."""
+    m = FakeProc(tmp_path, n=2)
+    applied: list[tuple[int, int]] = []
+    tuner = ThreadTuner(lambda n, nb: applied.append((n, nb)), physical=2, reader=m.read,
+                        sleep=lambda s: None, clock=lambda: m.t)
+    tuner.before_request()
+    m.advance(0.5, others=1.0, own=0.0, running=2, own_running=2)  # the busy one was ours
+    assert m.read().others_running == 0
+    assert tuner.before_request() == 2 and applied == []
+    m.advance(0.5, others=1.0, own=0.0, running=3, own_running=2)  # plus one of someone else's
     assert tuner.before_request() == 1 and applied == [(1, 1)]
 
 
