@@ -110,6 +110,8 @@ def validate(name: Any, raw: Any, n: int) -> tuple[dict[str, Any] | None, str | 
             return None, f"{k} {v} is out of range (numbers start at {props[k]['minimum']})"
         if want == "string" and not isinstance(v, str):
             return None, f"{k} must be a string"
+        if want == "string" and len(v) > props[k].get("maxLength", len(v)):
+            return None, f"{k} is longer than {props[k]['maxLength']} characters"
         if "enum" in props[k] and v not in props[k]["enum"]:
             return None, f"{k} must be one of {props[k]['enum']}"
     limit = n + 1 if name == "insert_cell" else n

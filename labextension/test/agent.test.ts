@@ -29,6 +29,7 @@ describe('validateCall', () => {
       ['insert_cell', '{"position": 1, "type": "raw", "source": ""}'],
       ['run_cell', '{"cell": 2}'], // Markdown
       ['read_variable', '{"name": "__import__(\'os\')"}'],
+      ['read_variable', `{"name": "${'x'.repeat(65)}"}`], // maxLength 64: a runaway name
       ['read_cells', '{"first": 3, "last": 2}'],
       ['rm_rf', '{}'],
       ['edit_cell', null]

@@ -82,8 +82,9 @@ export function checkArgs(schema: Schema, args: unknown): string | null {
       if (p.enum && !p.enum.includes(v)) {
         return `"${k}" must be one of ${p.enum.join(', ')}`;
       }
-      if (v.length > MAX_SOURCE) {
-        return `"${k}" is longer than ${MAX_SOURCE} characters`;
+      const max = typeof p.maxLength === 'number' ? p.maxLength : MAX_SOURCE;
+      if (v.length > max) {
+        return `"${k}" is longer than ${max} characters`;
       }
     }
   }

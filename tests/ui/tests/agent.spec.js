@@ -6,13 +6,8 @@
  * a run waits for "Run"; a hostile model changes nothing by itself; Stop and the step limit end
  * a turn; tool results reach the model as role "tool".
  */
-const path = require('path');
 const { expect, test, galata } = require('@jupyterlab/galata');
-
-const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
-const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
-const FAKE = `http://127.0.0.1:${process.env.MINICPM_UI_FAKE_PORT || '8898'}`;
-const REMOTE = `http://localhost:${process.env.MINICPM_UI_REMOTE_PORT || '8897'}`;
+const { FAKE, REMOTE, SHOTS, cellSources: sources, fakeLog, openNotebook } = require('./helpers');
 const ORIGINAL = ['a = 1', 'b = 2', 'c = 3', 'print(a + b + c)'];
 
 test.use({
@@ -35,25 +30,14 @@ async function script(request, replies) {
 
 /** The chat requests with tools the fake model received since `from`. */
 async function toolRequests(request, from = 0) {
-  const { bodies } = await (await request.get(`${FAKE}/log`)).json();
+  const { bodies } = await fakeLog(request);
   return bodies.filter(b => b && b.tools).slice(from);
-}
-
-async function sources(page) {
-  const n = await page.notebook.getCellCount();
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    out.push(await page.notebook.getCellTextInput(i));
-  }
-  return out;
 }
 
 /** agent.ipynb open, the sidebar in Agent mode, the fake's queue set to `replies`. */
 async function openAgent(page, request, tmpPath, replies) {
   await script(request, replies);
-  await page.contents.uploadFile(path.join(NOTEBOOKS, 'agent.ipynb'), `${tmpPath}/agent.ipynb`);
-  await page.notebook.openByPath(`${tmpPath}/agent.ipynb`);
-  await page.notebook.activate('agent.ipynb');
+  await openNotebook(page, tmpPath, 'agent.ipynb');
   await page.locator('.lm-TabBar-tab[data-id="minicpm-chat"]').click();
   const panel = page.locator('#minicpm-chat');
   await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 120000 });

@@ -8,10 +8,9 @@
  * every request must call a tool (agentToolChoice "required"; with "first" the stand-in reads
  * cell 1 and then answers in words), so the turn ends at the step limit, 2.
  */
-const path = require('path');
 const { expect, test, galata } = require('@jupyterlab/galata');
+const { cellSources: sources, openNotebook } = require('./helpers');
 
-const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
 const ORIGINAL = ['a = 1', 'b = 2', 'c = 3', 'print(a + b + c)'];
 // what validateCall answers for a call that is not well-formed (tools.ts)
 const MALFORMED = /not valid JSON|unknown tool|unknown argument|missing argument|must be an integer|must be a string|must be one of|must be a JSON object|arguments missing/;
@@ -26,15 +25,6 @@ test.use({
 
 // two grammar-constrained requests of the real model on a loaded 2-core machine
 test.describe.configure({ timeout: 600000 });
-
-async function sources(page) {
-  const n = await page.notebook.getCellCount();
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    out.push(await page.notebook.getCellTextInput(i));
-  }
-  return out;
-}
 
 /** 'proposal' / 'run' (a card waits for the user), 'busy' (the model works) or 'done'. */
 function turnState(panel) {
@@ -62,9 +52,7 @@ async function lastCallArgs(panel) {
 }
 
 test('the stand-in in Agent mode: well-formed calls, a diff before any change, Accept, Undo', async ({ page, tmpPath }) => {
-  await page.contents.uploadFile(path.join(NOTEBOOKS, 'agent.ipynb'), `${tmpPath}/agent.ipynb`);
-  await page.notebook.openByPath(`${tmpPath}/agent.ipynb`);
-  await page.notebook.activate('agent.ipynb');
+  await openNotebook(page, tmpPath, 'agent.ipynb');
   await page.locator('.lm-TabBar-tab[data-id="minicpm-chat"]').click();
   const panel = page.locator('#minicpm-chat');
   await expect(panel.getByTestId('minicpm-status')).toContainText('Ready', { timeout: 180000 });

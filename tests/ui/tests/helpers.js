@@ -56,4 +56,16 @@ async function fakeLog(request) {
   return r.json();
 }
 
-module.exports = { FAKE, NOTEBOOKS, REMOTE, SHOTS, fakeLog, labOptions, openNotebook, openPanel, recordSocket };
+/** Every cell's source, in order. */
+async function cellSources(page) {
+  const n = await page.notebook.getCellCount();
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    out.push(await page.notebook.getCellTextInput(i));
+  }
+  return out;
+}
+
+module.exports = {
+  FAKE, NOTEBOOKS, REMOTE, SHOTS, cellSources, fakeLog, labOptions, openNotebook, openPanel, recordSocket
+};
