@@ -121,9 +121,9 @@ class TokenCounter:
 
 
 def approx_tokens(text: str) -> int:
-    """ceil(len / 3.5): the project's one tokenizer-free ratio, the same as the kernel's
-    ``minicpm_magics.inspect_vars.approx_tokens`` (whose docstring gives the reason) and the
-    sidebar's ``estimateTokens``."""
+    """ceil(len / 3.5): the project's one tokenizer-free ratio, the same as the kernel side's
+    variable inspector (kernel_ext: ``inspect_vars.approx_tokens``, whose docstring gives the
+    reason) and the sidebar's ``estimateTokens``."""
     return (len(text) * 2 + 6) // 7
 
 
