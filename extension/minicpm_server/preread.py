@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import message_for
-from .jobs import Job
+from .jobs import Job, RawPrompt
 
 if TYPE_CHECKING:
     from .engine_host import EngineHost
@@ -132,6 +132,8 @@ def read_prefix(p: Preread, engine: Any) -> dict[str, Any]:
     """In the pre-read thread: assemble the chat as the real request will, cut it where the
     question goes, and prefill that."""
     what = p.job.build_request(engine, p.job.cancel_event)
+    if isinstance(what, RawPrompt):  # a cell being edited: inline completion's prompt as is
+        return engine.prefill(what.text, cancel=p.job.cancel_event, chunk_tokens=CHUNK_TOKENS)
     if getattr(what, "images", None):
         return {"supported": False, "reason": "images go through the vision projector, which "
                                               "keeps no prompt cache"}

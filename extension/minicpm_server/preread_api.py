@@ -1,6 +1,7 @@
 """``POST /minicpm/preread`` (the pre-read, ``preread.py``): the sidebar's would-be chat frame
-without its question, checked with the chat's own limits before any work; ``GET`` says how
-the pre-reads went (also in ``/minicpm/status`` under ``preread``)."""
+without its question, checked with the chat's own limits before any work, or (``kind:
+completion``) the inline completion's frame at a cursor, checked with the completion socket's;
+``GET`` says how the pre-reads went (also in ``/minicpm/status`` under ``preread``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from minicpm import completion
+
 from .chat_request import chat_job
 from .errors import RequestError
 from .handlers import BaseHandler
+from .inline import parse_inline
+from .jobs import Job, RawPrompt
 from .preread import QUESTION_MARK, Preread, Prereads
 
 MAX_PATH_CHARS = 1024
@@ -20,11 +25,16 @@ _ids = itertools.count(1)
 
 
 async def preread_from(body: dict[str, Any], cfg: Any) -> Preread:
-    """Check a pre-read body (the chat's limits) and make its job."""
+    """Check a pre-read body (the chat's limits, or the inline completion's) and make its job."""
     path = body.get("path")
     if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS:
         raise RequestError(400, f"a pre-read needs 'path' (the notebook's path, 1-"
                                 f"{MAX_PATH_CHARS} characters)")
+    kind = body.get("kind", "chat")
+    if kind == "completion":
+        return completion_preread(path, body, cfg)
+    if kind != "chat":
+        raise RequestError(400, "kind must be 'chat' or 'completion'")
     messages = body.get("messages") or []
     if not isinstance(messages, list):
         raise RequestError(400, "messages must be a list")
@@ -39,6 +49,18 @@ async def preread_from(body: dict[str, Any], cfg: Any) -> Preread:
     except ValueError as e:
         raise RequestError(400, str(e)) from e
     return Preread(path, job)
+
+
+def completion_preread(path: str, body: dict[str, Any], cfg: Any) -> Preread:
+    """A cell being edited: the inline completion's prompt at the cursor (the fields of a
+    ``complete`` frame, checked by the same rules), under its own key so that it neither
+    replaces nor is replaced by the notebook's chat pre-read."""
+    req, _max_tokens, budget = parse_inline(body, cfg)
+
+    def build(engine: Any, cancel: Any) -> RawPrompt:
+        return RawPrompt(completion.prompt_text(engine, req, budget))
+
+    return Preread(f"completion:{path}", Job(id=f"preread-{next(_ids)}", build_request=build))
 
 
 class PrereadHandler(BaseHandler):

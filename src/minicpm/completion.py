@@ -364,6 +364,13 @@ def stream_suggestion(gen: Iterator[str], suggestion: Suggestion) -> Iterator[st
             break
 
 
+def prompt_text(engine: Any, req: CompletionRequest, budget: int = DEFAULT_BUDGET) -> str:
+    """The prompt a request at this cursor would send (``complete``'s, token for token): what
+    the pre-read of a cell being edited reads into the prompt cache."""
+    count = TokenCounter(lambda t: engine.count_tokens(t))
+    return build_prompt(req, count, budget, fim_tokens(engine)).text
+
+
 def complete(engine: Any, req: CompletionRequest, *, budget: int = DEFAULT_BUDGET,
              max_tokens: int = 48, cancel: threading.Event | None = None,
              counter: TokenCounter | None = None, **sampling: Any

@@ -142,3 +142,32 @@ class TestOff:
         assert not host.prereads.pending and host.state == "idle"  # nothing loaded or queued
         r = await jp_fetch("minicpm", "status")
         assert json.loads(r.body)["preread"]["enabled"] is False
+
+
+async def test_a_cell_being_edited_is_pre_read_for_inline_completion(
+        jp_fetch: Any, jp_ws_fetch: Any, ready: Any, host: Any, collect: Any) -> None:
+    """``kind: completion``: the inline completion's prompt at the cursor is read ahead, so the
+    next keystroke's request resumes from all of it; it keeps its own key beside the chat's."""
+    cells = [{"kind": "code", "source": CELL.format(i=i)} for i in range(8)]
+    edit = {"prefix": "def load(i):\n    return pd.read_csv(", "suffix": "", "cells": cells,
+            "mode": "line"}
+    n = results(host)
+    reply = await post(jp_fetch, {"kind": "completion", "path": "analysis.ipynb", **edit})
+    assert reply["accepted"] is True
+    first = await settled(host, n)
+    assert first["path"] == "completion:analysis.ipynb"
+    assert first["supported"] and not first["cancelled"] and first["prefilled"] > 100
+    ws = await jp_ws_fetch("minicpm", "complete")
+    await ws.write_message(json.dumps({"type": "complete", "id": "k1", **edit,
+                                       "prefix": edit["prefix"] + "f", "max_tokens": 4}))
+    frames = await collect(ws, "k1")
+    assert frames[-1]["type"] == "done", frames
+    last = (await asyncio.to_thread(host.engine.stats))["prompt_cache"]["last"]
+    assert last["reused"] >= first["prompt_tokens"]  # the keystroke read only its own end
+    ws.close()
+    with pytest.raises(HTTPClientError) as e:  # the completion socket's rules apply
+        await post(jp_fetch, {"kind": "completion", "path": "a.ipynb", "prefix": 3})
+    assert e.value.code == 400
+    with pytest.raises(HTTPClientError) as e:
+        await post(jp_fetch, {"kind": "sideways", "path": "a.ipynb"})
+    assert e.value.code == 400

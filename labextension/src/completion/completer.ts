@@ -29,6 +29,8 @@ import {
   earlierCells
 } from './completerClient';
 import { isFreshLine, modeFor } from './freshLine';
+import { ICursorState, completionPrereader } from './preread';
+import { joinUrl } from '../connection';
 
 const PLUGIN_ID = 'jupyter-minicpm:completer';
 const MANUAL_MIN_TOKENS = 128;
@@ -57,6 +59,20 @@ function cellsAbove(widget: Widget | undefined): ICellSource[] {
 function languageOf(mimeType: string | undefined): string {
   const m = (mimeType || '').toLowerCase();
   return m.includes('python') ? 'python' : m.replace(/^text\/(x-)?/, '') || 'python';
+}
+
+/** Where the cursor is in the focused notebook code cell (null elsewhere). */
+function cursorState(app: JupyterFrontEnd): ICursorState | null {
+  const widget = app.shell.currentWidget as any;
+  const editor = widget?.content?.activeCell?.editor;
+  const path = widget?.context?.path;
+  if (!editor || typeof path !== 'string' || !editor.hasFocus?.()) {
+    return null;
+  }
+  const text: string = editor.model.sharedModel.getSource();
+  const offset = editor.getOffsetAt(editor.getCursorPosition());
+  const language = languageOf(editor.model.mimeType);
+  return { path, prefix: text.slice(0, offset), suffix: text.slice(offset), cells: cellsAbove(widget), language };
 }
 
 export class MiniCPMInlineProvider implements IInlineCompletionProvider {
@@ -205,6 +221,20 @@ const completerPlugin: JupyterFrontEndPlugin<void> = {
     const provider = new MiniCPMInlineProvider(client);
     manager.registerInlineProvider(provider);
     triggerOnFreshLine(app, manager, provider);
+    // a code cell's editor got the focus: read its completion prompt ahead (completion/preread.ts)
+    const prereader = completionPrereader(
+      () => (provider.settings.enabled ? cursorState(app) : null),
+      async body => {
+        const url = joinUrl(server.baseUrl, 'minicpm', 'preread');
+        const init = { method: 'POST', body: JSON.stringify(body) };
+        return (await ServerConnection.makeRequest(url, init, server)).json();
+      }
+    );
+    document.addEventListener(
+      'focusin',
+      ev => (ev.target as HTMLElement | null)?.closest?.('.jp-CodeCell .cm-editor') && prereader.schedule(),
+      true
+    );
     if (settingRegistry) {
       settingRegistry
         .load(PLUGIN_ID)

@@ -20,10 +20,10 @@ export interface IPrereadBody {
   context_turn: 'first';
 }
 
-export interface IPrereadDeps {
+export interface IPrereadDeps<B = IPrereadBody> {
   /** the body for the current state, or null when there is nothing to pre-read */
-  build: () => IPrereadBody | null;
-  send: (body: IPrereadBody) => Promise<{ accepted?: boolean }>;
+  build: () => B | null;
+  send: (body: B) => Promise<{ accepted?: boolean }>;
   delayMs?: number;
   setTimer?: (fn: () => void, ms: number) => unknown;
   clearTimer?: (t: unknown) => void;
@@ -32,7 +32,9 @@ export interface IPrereadDeps {
 /** Debounce after opening / edits (ms): typing pauses longer than this are rare mid-word. */
 export const PREREAD_DELAY_MS = 1500;
 
-export class PrereadScheduler {
+/** Debounce, one request in flight, no resend of the same body, silent once the server is off;
+ * `B`: the chat's body here, the inline completion's in completion/preread.ts. */
+export class PrereadScheduler<B = IPrereadBody> {
   private timer: unknown = null;
   private lastKey = '';
   private inFlight = false;
@@ -41,7 +43,7 @@ export class PrereadScheduler {
   disabled = false;
   sent = 0;
 
-  constructor(private deps: IPrereadDeps) {}
+  constructor(private deps: IPrereadDeps<B>) {}
 
   /** Something changed: (re)start the quiet period; the body is built when it ends. */
   schedule(): void {
