@@ -135,19 +135,36 @@ def run_case(label: str, model: Any, n_tokens: int, repeats: int) -> dict[str, A
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def model_arguments(ap: argparse.ArgumentParser, repeats: int) -> None:
+    """The options the pre-read benchmarks share (this one and preread_completion.py)."""
     ap.add_argument("model", nargs="?", default="stand-in")
     ap.add_argument("--synthetic", choices=["minicpm-2b", "minicpm-1b"], default=None)
-    ap.add_argument("--context-tokens", type=int, default=3000)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=repeats)
     ap.add_argument("--json", default=None)
-    a = ap.parse_args()
-    model, label = a.model, a.model
-    if a.synthetic:
-        from minicpm.bench import synthetic_gguf
 
-        model, label = synthetic_gguf(a.synthetic), f"{a.synthetic} shapes (random Q4_0)"
+
+def chosen_model(a: argparse.Namespace) -> tuple[Any, str]:
+    """(what worker.load gets, its label): the named model or a synthetic GGUF's shapes."""
+    if not a.synthetic:
+        return a.model, a.model
+    from minicpm.bench import synthetic_gguf
+
+    return synthetic_gguf(a.synthetic), f"{a.synthetic} shapes (random Q4_0)"
+
+
+def report_json(res: dict[str, Any], path: str | None) -> None:
+    print(json.dumps(res))
+    if path:
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    model_arguments(ap, repeats=2)
+    ap.add_argument("--context-tokens", type=int, default=3000)
+    a = ap.parse_args()
+    model, label = chosen_model(a)
     res = run_case(label, model, a.context_tokens, a.repeats)
     s = res["summary"]
     print(f"\npre-read: {label}, ~{a.context_tokens}-token notebook, {a.repeats} repeat(s), "
@@ -161,10 +178,7 @@ def main() -> None:
     print(f"| short chat mid-pre-read: extra wait | {s['extra_wait_ms']:.0f} ms "
           f"(idle {statistics.median(res['idle_chat_ms']):.0f} ms, mid "
           f"{statistics.median(res['mid_preread_chat_ms']):.0f} ms) |")
-    print(json.dumps(res))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+    report_json(res, a.json)
 
 
 if __name__ == "__main__":

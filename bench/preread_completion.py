@@ -16,22 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 from typing import Any
+
+from preread import chosen_model, loadavg, model_arguments, report_json  # bench/preread.py
 
 CELL = ("rows_{s}{i} = load_rows('data/part_{s}{i}.csv')\n"
         "clean_{s}{i} = [r for r in rows_{s}{i} if r.value is not None and r.value > {i}]\n"
         "totals_{s}{i} = summarise(clean_{s}{i}, by='region')")
 PREFIX = "def report(totals):\n    for region, value in totals.items():\n        print("
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "?"
 
 
 def cells_above(engine: Any, salt: str, n_tokens: int) -> list[dict[str, str]]:
@@ -97,17 +91,10 @@ def run(model: Any, label: str, n_tokens: int, repeats: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", nargs="?", default="stand-in")
-    ap.add_argument("--synthetic", choices=["minicpm-2b", "minicpm-1b"], default=None)
+    model_arguments(ap, repeats=3)
     ap.add_argument("--cells-tokens", type=int, default=700)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    model, label = a.model, a.model
-    if a.synthetic:
-        from minicpm.bench import synthetic_gguf
-
-        model, label = synthetic_gguf(a.synthetic), f"{a.synthetic} shapes (random Q4_0)"
+    model, label = chosen_model(a)
     res = run(model, label, a.cells_tokens, a.repeats)
     s = res["summary"]
     print(f"\ncompletion pre-read: {label}, ~{a.cells_tokens} tokens of cells above, "
@@ -118,10 +105,7 @@ def main() -> None:
     print(f"| first keystroke's suggestion, after the pre-read | {s['after_preread_s']:.2f} s "
           f"({s['reused_after_preread']} of {s['prompt_tokens']} prompt tokens reused) |")
     print(f"| the pre-read itself (idle time) | {s['preread_s']:.2f} s |")
-    print(json.dumps(res))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+    report_json(res, a.json)
 
 
 if __name__ == "__main__":
