@@ -30,7 +30,7 @@ from ..backends.base import EngineInfo, Usage
 from ..errors import EngineCrashedError
 from ..tools import check_tool_choice
 from .protocol import Channel, decode_error
-from .replies import extend_logprobs, fill_usage, finish_early, last_words
+from .replies import Replies, extend_logprobs, fill_usage, finish_early, last_words
 
 log = logging.getLogger("minicpm.worker")
 
@@ -275,17 +275,11 @@ class WorkerEngine:
         """Runs when the Generation is first iterated (like Engine's, the work starts then)."""
         w = self._w
         rid, q = w.open()
-        finished = cancelled = False
+        replies = Replies(w, rid, q, cancel, CANCEL_POLL_S)
+        finished = False
         try:
             w.send(kind, rid, body)
-            while True:
-                if not cancelled and cancel.is_set():  # also a YieldingEvent's preemption
-                    cancelled = True
-                    w.send("cancel", rid)
-                try:
-                    what, value = q.get(timeout=CANCEL_POLL_S)
-                except queue.Empty:
-                    continue
+            for what, value in replies:
                 if what == "delta":
                     text, lps, usage_d = value
                     extend_logprobs(holder, lps)
@@ -303,7 +297,7 @@ class WorkerEngine:
                     raise value if isinstance(value, BaseException) else decode_error(value)
         finally:
             if not finished and w.alive:  # closed early: stop the worker's work, and wait
-                finish_early(w, rid, q, usage, cancelled)  # for it, as Engine's close does
+                finish_early(w, rid, q, usage, replies.cancelled)  # for it, as Engine's close does
             w.end(rid)
 
     def prefill(self, prompt: str | Sequence[dict[str, Any]], *,
@@ -313,21 +307,13 @@ class WorkerEngine:
         completion sent meanwhile also stops it there, within one chunk)."""
         w = self._w
         rid, q = w.open()
-        sent_cancel = False
         try:
             w.send("prefill", rid, {"prompt": prompt if isinstance(prompt, str) else list(prompt),
                                     "chunk_tokens": int(chunk_tokens), "continues": continues})
-            while True:
-                if not sent_cancel and cancel is not None and cancel.is_set():
-                    sent_cancel = True
-                    w.send("cancel", rid)
-                try:
-                    what, value = q.get(timeout=CANCEL_POLL_S)
-                except queue.Empty:
-                    continue
-                if what == "error":
-                    raise value if isinstance(value, BaseException) else decode_error(value)
-                return value
+            what, value = next(iter(Replies(w, rid, q, cancel, CANCEL_POLL_S)))  # its one reply
+            if what == "error":
+                raise value if isinstance(value, BaseException) else decode_error(value)
+            return value
         finally:
             w.end(rid)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import queue
 import re
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -44,6 +46,27 @@ def finish_early(w: Any, rid: int, q: queue.SimpleQueue[tuple[str, Any]],
                 return
     except Exception:  # the worker died meanwhile, or is slow: the usage stays partial
         pass
+
+
+class Replies:
+    """The worker's replies to request ``rid``, (kind, value) as they come, while ``cancel`` is
+    watched every ``poll_s``: once it is set (also a YieldingEvent's pre-emption) the worker is
+    told, once; ``cancelled`` says whether it was."""
+
+    def __init__(self, w: Any, rid: int, q: queue.SimpleQueue[tuple[str, Any]],
+                 cancel: threading.Event | None, poll_s: float):
+        self.w, self.rid, self.q, self.cancel, self.poll_s = w, rid, q, cancel, poll_s
+        self.cancelled = False
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        while True:
+            if not self.cancelled and self.cancel is not None and self.cancel.is_set():
+                self.cancelled = True
+                self.w.send("cancel", self.rid)
+            try:
+                yield self.q.get(timeout=self.poll_s)
+            except queue.Empty:
+                continue
 
 
 def extend_logprobs(holder: list[Generation], lps: list[dict[str, Any]] | None) -> None:
